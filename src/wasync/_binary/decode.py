@@ -1,8 +1,8 @@
-"""Reading a WebAssembly binary into a :class:`~wasync.binary.module.Module`.
+"""Reading a WebAssembly binary into a :class:`~wasync._binary.module.BinaryModule`.
 
 Every section is decoded except function bodies, which are kept as raw slices
-(:class:`~wasync.binary.module.FuncBody`) until asked for. Malformed input
-raises :class:`~wasync.errors.DecodeError` with the byte offset and the
+(:class:`~wasync._binary.module.FuncBody`) until asked for. Malformed input
+raises :class:`~wasync._errors.DecodeError` with the byte offset and the
 section; nothing else escapes.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from wasync.binary.leb import read_sleb, read_uleb
-from wasync.binary.module import (
+from wasync._binary.leb import read_sleb, read_uleb
+from wasync._binary.module import (
     SECTION_ORDER,
     ConstExpr,
     CustomSection,
@@ -22,12 +22,12 @@ from wasync.binary.module import (
     Global,
     Import,
     ImportDesc,
-    Module,
+    BinaryModule,
     SectionId,
     SegmentMode,
     Table,
 )
-from wasync.binary.types import (
+from wasync._binary.types import (
     FUNCREF,
     ArrayType,
     CompType,
@@ -46,9 +46,9 @@ from wasync.binary.types import (
     TagType,
     ValType,
 )
-from wasync.binary.valtypes import read_valtype
-from wasync.errors import DecodeError
-from wasync.ir.instr import decode_expr_at
+from wasync._binary.valtypes import read_valtype
+from wasync._errors import DecodeError
+from wasync._ir.instr import decode_expr_at
 
 __all__ = ["decode_module"]
 
@@ -292,7 +292,7 @@ def _data(r: _Reader) -> Data:
     return Data(SegmentMode.ACTIVE, r.take(r.u32()), memory, offset, flags)
 
 
-def _section(m: Module, sid: SectionId, r: _Reader) -> object:
+def _section(m: BinaryModule, sid: SectionId, r: _Reader) -> object:
     """Decode one known section into `m`; return the snapshot of what it holds."""
     if sid is SectionId.TYPE:
         m.types = [r.recgroup() for _ in range(r.count("types"))]
@@ -373,9 +373,9 @@ def _section(m: Module, sid: SectionId, r: _Reader) -> object:
     raise AssertionError(sid)  # pragma: no cover
 
 
-def decode_module(data: bytes) -> Module:
+def decode_module(data: bytes) -> BinaryModule:
     """Decode a binary module. Function bodies are kept raw: call
-    :meth:`FuncBody.decode` (or :func:`wasync.ir.decode_body`) to decode them."""
+    :meth:`FuncBody.decode` (or :func:`wasync._ir.decode_body`) to decode them."""
     data = bytes(data)
     if len(data) < 4 or data[:4] != MAGIC:
         raise DecodeError("magic header not detected", offset=0)
@@ -384,7 +384,7 @@ def decode_module(data: bytes) -> Module:
     version = int.from_bytes(data[4:8], "little")
     if version != 1:
         raise DecodeError(f"unknown binary version {version:#x}", offset=4)
-    m = Module(version=version)
+    m = BinaryModule(version=version)
     pos = 8
     last_rank = -1
     last_known: SectionId | None = None

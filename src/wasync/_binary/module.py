@@ -4,7 +4,7 @@ Entries are frozen dataclasses held in plain lists; change a module by
 replacing, appending or removing entries. Function bodies stay raw bytes until
 someone asks for their instructions (:meth:`FuncBody.decode`), and a body, a
 section or a custom section that nobody changed is written back byte for byte
-(see :func:`wasync.binary.encode_module`).
+(see :func:`wasync._binary.encode_module`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
-from wasync.binary.types import (
+from wasync._binary.types import (
     ExternKind,
     FuncType,
     GlobalType,
@@ -26,8 +26,10 @@ from wasync.binary.types import (
     ValType,
 )
 
+from wasync._errors import DecodeError
+
 if TYPE_CHECKING:
-    from wasync.ir.instr import Instr
+    from wasync._ir.instr import Instr
 
 __all__ = [
     "ConstExpr",
@@ -39,7 +41,7 @@ __all__ = [
     "Global",
     "Import",
     "ImportDesc",
-    "Module",
+    "BinaryModule",
     "SectionId",
     "SegmentMode",
     "Table",
@@ -110,7 +112,7 @@ class ConstExpr:
 
     def instrs(self) -> list[Instr]:
         """Decode the expression into instructions (the final ``end`` included)."""
-        from wasync.ir.instr import decode_expr
+        from wasync._ir.instr import decode_expr
 
         return decode_expr(self.raw)
 
@@ -180,7 +182,7 @@ class FuncBody:
 
     def decode(self, *, func_index: int | None = None) -> Body:
         """Decode locals and instructions into IR."""
-        from wasync.ir.instr import decode_body
+        from wasync._ir.instr import decode_body
 
         return decode_body(self.raw, base=self.offset, func_index=func_index)
 
@@ -202,13 +204,13 @@ class Body:
         return out
 
     def encode(self) -> FuncBody:
-        from wasync.ir.instr import encode_body
+        from wasync._ir.instr import encode_body
 
         return FuncBody(encode_body(self))
 
 
 @dataclass(eq=False)
-class Module:
+class BinaryModule:
     """A WebAssembly module. Index spaces (functions, tables, memories, globals,
     tags) start with the imports of that kind, as in the binary."""
 
@@ -259,10 +261,33 @@ class Module:
             raise TypeError(f"function {func_index} has a non-function type")
         return comp
 
+    def body(self, func_index: int) -> Body:
+        """Decode the body of function `func_index` (an index in the function
+        index space, so imported functions come first and have no body)."""
+        from wasync._ir.instr import decode_body
+
+        nimp = self.num_imported_funcs
+        if not nimp <= func_index < nimp + len(self.codes):
+            raise IndexError(
+                f"function {func_index} has no body (imports: 0..{nimp - 1}, "
+                f"defined: {nimp}..{nimp + len(self.codes) - 1})"
+            )
+        code = self.codes[func_index - nimp]
+        try:
+            return decode_body(
+                code.raw,
+                base=code.offset,
+                func_index=func_index,
+                has_data_count=self.data_count is not None,
+            )
+        except DecodeError as e:
+            e.locate(section="code", func_name=self.function_names().get(func_index))
+            raise
+
     def function_names(self) -> dict[int, str]:
         """Function names from the ``name`` custom section (empty if absent or
         malformed: custom sections are never an error)."""
-        from wasync.binary.names import function_names
+        from wasync._binary.names import function_names
 
         for custom in self.customs:
             if custom.name == "name":

@@ -1,4 +1,4 @@
-"""Writing a :class:`~wasync.binary.module.Module` back to bytes.
+"""Writing a :class:`~wasync._binary.module.BinaryModule` back to bytes.
 
 By default the writer preserves encodings: a known section whose entries still
 equal what was decoded from it, a custom section that still holds its name and
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from wasync.binary.leb import read_uleb, uleb
-from wasync.binary.module import (
+from wasync._binary.leb import read_uleb, uleb
+from wasync._binary.module import (
     SECTION_ORDER,
     ConstExpr,
     CustomSection,
@@ -23,11 +23,11 @@ from wasync.binary.module import (
     FuncBody,
     Global,
     Import,
-    Module,
+    BinaryModule,
     SectionId,
     Table,
 )
-from wasync.binary.types import (
+from wasync._binary.types import (
     ArrayType,
     ExternKind,
     FieldType,
@@ -41,7 +41,7 @@ from wasync.binary.types import (
     TableType,
     TagType,
 )
-from wasync.binary.valtypes import write_valtype
+from wasync._binary.valtypes import write_valtype
 
 __all__ = ["encode_module"]
 
@@ -201,7 +201,7 @@ def _body(out: bytearray, b: FuncBody) -> None:
     out += b.raw
 
 
-def _content(m: Module, sid: SectionId) -> tuple[object, Callable[[bytearray], None] | None]:
+def _content(m: BinaryModule, sid: SectionId) -> tuple[object, Callable[[bytearray], None] | None]:
     """The section's current entries (compared with the decode snapshot) and a
     function writing its payload, or None when the section is empty."""
     if sid is SectionId.START:
@@ -253,7 +253,7 @@ def _custom(out: bytearray, c: CustomSection, canonical: bool) -> None:
     out += payload
 
 
-def encode_module(m: Module, *, canonical: bool = False) -> bytes:
+def encode_module(m: BinaryModule, *, canonical: bool = False) -> bytes:
     """Encode a module. Unchanged sections and bodies keep their original bytes
     unless `canonical` is true."""
     out = bytearray(b"\x00asm")

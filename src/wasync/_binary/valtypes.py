@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from wasync.binary.leb import read_sleb, sleb, uleb
-from wasync.binary.types import AbsHeap, HeapType, NumType, RefType, ValType
-from wasync.errors import DecodeError
+from wasync._binary.leb import read_sleb, sleb, uleb
+from wasync._binary.types import AbsHeap, HeapType, NumType, RefType, ValType
+from wasync._errors import DecodeError
 
 __all__ = [
     "read_blocktype",

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from wasync.binary.module import Body, Module
-from wasync.binary.opcodes import OPS, Imm, Op
-from wasync.binary.types import (
+from wasync._binary.module import Body, BinaryModule
+from wasync._binary.opcodes import OPS, Imm, Op
+from wasync._binary.types import (
     AbsHeap,
     ArrayType,
     CompType,
@@ -36,10 +36,18 @@ from wasync.binary.types import (
     TagType,
     ValType,
 )
-from wasync.errors import ValidationError
-from wasync.ir.instr import Instr, MemArg
+from wasync._errors import ValidationError
+from wasync._ir.instr import Instr, MemArg
 
-__all__ = ["BOT", "Bottom", "ModuleTypes", "StackType", "StackTyping", "type_body"]
+__all__ = [
+    "BOT",
+    "Bottom",
+    "ModuleTypes",
+    "StackType",
+    "StackTyping",
+    "type_body",
+    "type_function",
+]
 
 
 class Bottom:
@@ -109,7 +117,7 @@ class ModuleTypes:
     tags: list[int]
 
     @classmethod
-    def from_module(cls, m: Module) -> ModuleTypes:
+    def from_module(cls, m: BinaryModule) -> ModuleTypes:
         globals_: list[GlobalType] = []
         tables: list[TableType] = []
         memories: list[Limits] = []
@@ -783,7 +791,34 @@ def type_body(
 ) -> StackTyping:
     """Compute the operand stack before every instruction of `body`.
 
-    Raises :class:`~wasync.errors.ValidationError` for code that does not
+    Raises :class:`~wasync._errors.ValidationError` for code that does not
     type-check structurally (underflow, unbalanced blocks, unknown indices).
     """
     return _Typer(module_types, func_type, body.local_types(), func_index).run(body.instrs)
+
+
+def type_function(
+    module: BinaryModule,
+    func_index: int,
+    *,
+    body: Body | None = None,
+    module_types: ModuleTypes | None = None,
+) -> StackTyping:
+    """Type function `func_index` of `module` (decoding its body unless given).
+
+    Pass `module_types` (from :meth:`ModuleTypes.from_module`) when typing many
+    functions of one module."""
+    mt = module_types or ModuleTypes.from_module(module)
+    if body is None:
+        body = module.body(func_index)
+    if not 0 <= func_index < len(mt.func_type_indices):
+        raise ValidationError(f"unknown function {func_index}", func_index=func_index)
+    tidx = mt.func_type_indices[func_index]
+    if not 0 <= tidx < len(mt.types) or not isinstance(mt.types[tidx].comp, FuncType):
+        raise ValidationError(
+            f"function {func_index} has type {tidx}, which is not a function type",
+            func_index=func_index,
+        )
+    ft = mt.types[tidx].comp
+    assert isinstance(ft, FuncType)
+    return type_body(body, ft, mt, func_index=func_index)

@@ -1,7 +1,7 @@
 """LEB128 reading and writing, with the spec's malformedness rules.
 
 Readers take ``(data, pos)`` and return ``(value, new_pos)``; they raise
-:class:`~wasync.errors.DecodeError` for truncated input, representations longer
+:class:`~wasync._errors.DecodeError` for truncated input, representations longer
 than ``ceil(N / 7)`` bytes ("integer representation too long") and unused bits
 that are not zero (unsigned) or a sign extension (signed) ("integer too
 large"). :func:`leb_is_canonical` tells whether an encoding was the shortest.
@@ -9,7 +9,7 @@ large"). :func:`leb_is_canonical` tells whether an encoding was the shortest.
 
 from __future__ import annotations
 
-from wasync.errors import DecodeError
+from wasync._errors import DecodeError
 
 __all__ = [
     "read_sleb",

@@ -12,10 +12,10 @@ exception handling and wide arithmetic):
 * ``stack effect`` is ``params -> results`` for instructions with a fixed type,
   or ``@rule`` for instructions typed by a rule of the validation algorithm
   (their types depend on immediates, on the module or on the operand stack;
-  :mod:`wasync.ir.stack` implements each rule). In fixed effects ``A`` stands
+  :mod:`wasync._ir.stack` implements each rule). In fixed effects ``A`` stands
   for the address type (``i32`` or ``i64``) of the instruction's memory,
   ``ref`` for any reference and ``any`` for any value; these only ever appear
-  as popped operands, except ``A`` which :mod:`wasync.ir.stack` resolves.
+  as popped operands, except ``A`` which :mod:`wasync._ir.stack` resolves.
 * ``proposal`` names the feature that introduced the instruction.
 
 Decoding, encoding, printing and stack typing all derive from this table;

@@ -3,7 +3,7 @@
 A body decodes into a flat list of :class:`Instr` in encoding order; structured
 instructions (``block``, ``loop``, ``if``, ``try``, ``try_table``) are followed by
 their contents and closed by ``end`` (or ``delegate``), exactly as in the
-binary. Decoding and encoding are driven by :mod:`wasync.binary.opcodes`.
+binary. Decoding and encoding are driven by :mod:`wasync._binary.opcodes`.
 
 Instructions are immutable values: to change one, put a new one in the list.
 Instructions without immediates are shared singletons (``op.instr``), so
@@ -17,7 +17,7 @@ one kind -> its value; several -> a tuple in encoding order. Values: indices
 and counts are ``int``; block types ``None | ValType | int`` (type index);
 ``br_table`` a ``(labels, default)`` pair; memargs :class:`MemArg`; constants
 ``int`` (floats as their raw IEEE bits, so NaN payloads survive); ``v128`` and
-shuffles 16 ``bytes``; heap types :data:`~wasync.binary.types.HeapType`; typed
+shuffles 16 ``bytes``; heap types :data:`~wasync._binary.types.HeapType`; typed
 ``select`` a tuple of value types; ``try_table`` catches a tuple of
 :class:`Catch`.
 """
@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
-from wasync.binary.leb import leb_is_canonical, read_sleb, read_uleb, sleb, uleb
-from wasync.binary.opcodes import BY_BYTE, BY_PREFIX, OPS, Imm, Op, Shape
-from wasync.binary.types import NumType, ValType
-from wasync.binary.valtypes import (
+from wasync._binary.leb import leb_is_canonical, read_sleb, read_uleb, sleb, uleb
+from wasync._binary.opcodes import BY_BYTE, BY_PREFIX, OPS, Imm, Op, Shape
+from wasync._binary.types import NumType, ValType
+from wasync._binary.valtypes import (
     read_blocktype,
     read_heaptype,
     read_valtype,
@@ -37,12 +37,12 @@ from wasync.binary.valtypes import (
     write_heaptype,
     write_valtype,
 )
-from wasync.errors import DecodeError
+from wasync._errors import DecodeError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from wasync.binary.module import Body
+    from wasync._binary.module import Body
 
 __all__ = [
     "Catch",
@@ -423,7 +423,7 @@ def decode_body(
     `has_data_count=False` makes ``memory.init``/``data.drop`` malformed, as the
     spec requires when the module has no data count section.
     """
-    from wasync.binary.module import Body
+    from wasync._binary.module import Body
 
     ctx = _Ctx(base, func_index, has_data_count)
     try:

@@ -6,8 +6,8 @@ not an error: whatever could be read before the damage is returned.
 
 from __future__ import annotations
 
-from wasync.binary.leb import read_uleb
-from wasync.errors import DecodeError
+from wasync._binary.leb import read_uleb
+from wasync._errors import DecodeError
 
 __all__ = ["function_names"]
 

@@ -1,0 +1,5 @@
+import sys
+
+from wasync.cli import main
+
+sys.exit(main())

@@ -1,0 +1,114 @@
+"""The ``wasync`` command line: thin over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from wasync._errors import WasyncError
+from wasync._inspect import ModuleSummary, summarize
+
+__all__ = ["main"]
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise SystemExit(f"wasync: cannot read {path}: {e.strerror or e}") from None
+
+
+def _print_summary(path: str, s: ModuleSummary, *, functions: bool) -> None:
+    out = sys.stdout.write
+    out(f"{path}: {s.size:,} bytes, WebAssembly binary version 1\n\n")
+    out("sections:\n")
+    out(f"  {'section':<24} {'offset':>10} {'size':>12}\n")
+    for sec in s.sections:
+        label = f'custom "{sec.name}"' if sec.custom else sec.name
+        out(f"  {label:<24} {sec.offset:>#10x} {sec.size:>12,}\n")
+    out("\ncounts:\n")
+    for key, value in s.counts.items():
+        out(f"  {key:<20} {value:>8,}\n")
+    out(f"\nimports ({len(s.imports)}):\n")
+    for module, name, desc in s.imports:
+        out(f"  {module}.{name}: {desc}\n")
+    out(f"\nexports ({len(s.exports)}):\n")
+    for name, desc in s.exports:
+        out(f"  {name}: {desc}\n")
+    scope = "module and code" if functions else "module structure; --functions adds the code"
+    out(f"\nfeatures ({scope}): {', '.join(s.features) or 'none beyond the MVP'}\n")
+    if functions:
+        out(f"\nfunctions ({len(s.functions)}):\n")
+        out(f"  {'index':>6}  {'body bytes':>10}  {'instrs':>8}  name / type\n")
+        for f in s.functions:
+            name = f.name or ""
+            if f.imported:
+                out(f"  {f.index:>6}  {'import':>10}  {'':>8}  {name} {f.type}\n")
+            else:
+                out(
+                    f"  {f.index:>6}  {f.body_size:>10,}  {f.instructions:>8,}  {name} {f.type}\n"
+                )
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    data = _read(args.file)
+    summary = summarize(data, functions=args.functions)
+    if args.json:
+        doc = asdict(summary)
+        for f in doc["functions"]:
+            f["type"] = str(f["type"])
+        json.dump(doc, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        _print_summary(args.file, summary, functions=args.functions)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from wasync._demo import run_demo
+
+    return run_demo()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wasync",
+        description="Let synchronous WebAssembly call asynchronous Python.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ins = sub.add_parser(
+        "inspect",
+        help="summarize a .wasm file",
+        description="Print a module's sections, counts, imports, exports and features.",
+    )
+    ins.add_argument("file", metavar="FILE.wasm")
+    ins.add_argument(
+        "--functions",
+        action="store_true",
+        help="decode every body: list functions with names, body sizes and instruction counts",
+    )
+    ins.add_argument("--json", action="store_true", help="machine-readable output")
+    ins.set_defaults(run=_cmd_inspect)
+    demo = sub.add_parser("demo", help="run the built-in demonstration")
+    demo.set_defaults(run=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except WasyncError as e:
+        sys.stderr.write(f"wasync: error: {e}\n")
+        return 1
+    except BrokenPipeError:  # pragma: no cover - `wasync inspect x | head`
+        return 0
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
