@@ -17,7 +17,6 @@ from wasync._binary.decode import decode_module
 from wasync._binary.encode import encode_module
 from wasync._binary.module import (
     BinaryModule,
-    Body,
     ConstExpr,
     CustomSection,
     Data,
@@ -54,6 +53,7 @@ from wasync._binary.types import (
 from wasync._errors import DecodeError, ValidationError, WasyncError
 from wasync._inspect import ModuleSummary, features_used, summarize
 from wasync._ir.instr import (
+    Body,
     Catch,
     Instr,
     MemArg,

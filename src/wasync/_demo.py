@@ -33,12 +33,12 @@ DEMO_WAT = r"""
 
 
 def run_demo() -> int:
-    import wasmtime
+    import wasmtime  # noqa: PLC0415 - slow to import; only the demo needs it
 
-    import wasync
+    import wasync  # noqa: PLC0415 - the demo shows the public API
 
     out = sys.stdout.write
-    wasm: bytes = wasmtime.wat2wasm(DEMO_WAT)
+    wasm = bytes(wasmtime.wat2wasm(DEMO_WAT))
     out("wasync demo: the binary toolkit on an embedded module\n\n")
     summary = wasync.summarize(wasm, functions=True)
     out(
@@ -66,16 +66,16 @@ def run_demo() -> int:
             depth += 1
 
     again = wasync.encode_module(m)
-    body_again = wasync.encode_body(body)
+    body_same = wasync.encode_body(body) == m.codes[index - m.num_imported_funcs].raw
     out(
         f"\nround trip: module {'identical' if again == wasm else 'DIFFERENT'}, "
-        f"body {'identical' if body_again == m.codes[index - m.num_imported_funcs].raw else 'DIFFERENT'}\n"
+        f"body {'identical' if body_same else 'DIFFERENT'}\n"
     )
-    broken = bytearray(wasm)
+    corrupt = bytearray(wasm)
     first = m.codes[0]
-    broken[first.offset + 1] = 0xFF  # the first opcode of the first body (no locals)
+    corrupt[first.offset + 1] = 0xFF  # the first opcode of the first body (no locals)
     try:
-        bad = wasync.decode_module(bytes(broken))
+        bad = wasync.decode_module(bytes(corrupt))
         for f in range(bad.num_imported_funcs, bad.num_imported_funcs + len(bad.codes)):
             bad.body(f)
         out("corrupted module: decoded without error?!\n")

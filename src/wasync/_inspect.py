@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from wasync._binary.decode import decode_module
 from wasync._binary.leb import read_uleb
-from wasync._binary.module import BinaryModule, Body, SectionId
+from wasync._binary.module import BinaryModule, SectionId
 from wasync._binary.types import (
     AbsHeap,
     ArrayType,
@@ -21,6 +21,7 @@ from wasync._binary.types import (
     ValType,
 )
 from wasync._errors import DecodeError
+from wasync._ir.instr import Body, decode_body
 
 __all__ = ["FunctionInfo", "ModuleSummary", "SectionInfo", "features_used", "summarize"]
 
@@ -83,9 +84,7 @@ def _valtype_features(t: ValType | object, feats: set[str]) -> None:
         feats.add("simd")
 
 
-_EXTENDED_CONST = frozenset(
-    {"i32.add", "i32.sub", "i32.mul", "i64.add", "i64.sub", "i64.mul"}
-)
+_EXTENDED_CONST = frozenset({"i32.add", "i32.sub", "i32.mul", "i64.add", "i64.sub", "i64.mul"})
 
 
 def features_used(m: BinaryModule, bodies: list[Body] | None = None) -> list[str]:
@@ -142,9 +141,9 @@ def features_used(m: BinaryModule, bodies: list[Body] | None = None) -> list[str
         feats.add("bulk-memory")
     if any(e.flags & 1 or e.flags & 4 for e in m.elements):
         feats.add("bulk-memory")
-    exprs = [g.init for g in m.globals] + [
-        x.offset for x in [*m.elements, *m.datas] if x.offset is not None
-    ]
+    exprs = [g.init for g in m.globals]
+    exprs += [x.offset for x in m.elements if x.offset is not None]
+    exprs += [x.offset for x in m.datas if x.offset is not None]
     for e in exprs:
         if any(i.op.name in _EXTENDED_CONST for i in e.instrs()):
             feats.add("extended-const")
@@ -211,8 +210,6 @@ def summarize(data: bytes, *, functions: bool = False) -> ModuleSummary:
     tidx = m.func_type_indices()
     if functions:
         has_dc = m.data_count is not None
-        from wasync._ir.instr import decode_body
-
         for i, code in enumerate(m.codes):
             try:
                 bodies.append(
@@ -231,9 +228,7 @@ def summarize(data: bytes, *, functions: bool = False) -> ModuleSummary:
             else:
                 body = bodies[f - nimp]
                 fn_infos.append(
-                    FunctionInfo(
-                        f, names.get(f), ft, len(m.codes[f - nimp].raw), len(body.instrs)
-                    )
+                    FunctionInfo(f, names.get(f), ft, len(m.codes[f - nimp].raw), len(body.instrs))
                 )
     kinds = {k: sum(1 for i in m.imports if i.kind is k) for k in ExternKind}
     counts = {
@@ -260,4 +255,3 @@ def summarize(data: bytes, *, functions: bool = False) -> ModuleSummary:
         features=features_used(m, bodies if functions else None),
         functions=fn_infos,
     )
-

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wasync._errors import WasyncError
 from wasync._inspect import ModuleSummary, summarize
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["main"]
 
@@ -49,9 +52,7 @@ def _print_summary(path: str, s: ModuleSummary, *, functions: bool) -> None:
             if f.imported:
                 out(f"  {f.index:>6}  {'import':>10}  {'':>8}  {name} {f.type}\n")
             else:
-                out(
-                    f"  {f.index:>6}  {f.body_size:>10,}  {f.instructions:>8,}  {name} {f.type}\n"
-                )
+                out(f"  {f.index:>6}  {f.body_size:>10,}  {f.instructions:>8,}  {name} {f.type}\n")
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -69,7 +70,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from wasync._demo import run_demo
+    from wasync._demo import run_demo  # noqa: PLC0415 - keeps wasmtime out of other commands
 
     return run_demo()
 

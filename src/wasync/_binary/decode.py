@@ -13,6 +13,7 @@ from typing import NoReturn
 from wasync._binary.leb import read_sleb, read_uleb
 from wasync._binary.module import (
     SECTION_ORDER,
+    BinaryModule,
     ConstExpr,
     CustomSection,
     Data,
@@ -22,7 +23,6 @@ from wasync._binary.module import (
     Global,
     Import,
     ImportDesc,
-    BinaryModule,
     SectionId,
     SegmentMode,
     Table,
@@ -67,9 +67,12 @@ class _Reader:
         self.base = base
         self.section = section
 
-    def fail(self, message: str, at: int | None = None) -> NoReturn:
+    def error(self, message: str, at: int | None = None) -> DecodeError:
         pos = self.pos if at is None else at
-        raise DecodeError(message, offset=self.base + pos, section=self.section)
+        return DecodeError(message, offset=self.base + pos, section=self.section)
+
+    def fail(self, message: str, at: int | None = None) -> NoReturn:
+        raise self.error(message, at)
 
     def _wrap(self, e: DecodeError) -> NoReturn:
         e.offset = self.base + (self.pos if e.offset is None else e.offset)
@@ -114,7 +117,9 @@ class _Reader:
         start = self.pos
         n = self.u32()
         if n > len(self.data) - self.pos:
-            self.fail(f"length out of bounds: {n} {what} in {len(self.data) - self.pos} bytes", start)
+            self.fail(
+                f"length out of bounds: {n} {what} in {len(self.data) - self.pos} bytes", start
+            )
         return n
 
     def take(self, n: int) -> bytes:
@@ -193,7 +198,7 @@ class _Reader:
     def storagetype(self) -> StorageType:
         if self.pos < len(self.data):
             b = self.data[self.pos]
-            if b == PackedType.I8.value or b == PackedType.I16.value:
+            if b in (PackedType.I8.value, PackedType.I16.value):
                 self.pos += 1
                 return PackedType(b)
         return self.valtype()
@@ -217,7 +222,7 @@ class _Reader:
             return StructType(tuple(self.fieldtype() for _ in range(self.count("fields"))))
         if form == 0x5E:
             return ArrayType(self.fieldtype())
-        self.fail(f"malformed composite type form 0x{form:02x}", start)
+        raise self.error(f"malformed composite type form 0x{form:02x}", start)
 
     def subtype(self) -> SubType:
         b = self.data[self.pos] if self.pos < len(self.data) else -1
@@ -247,7 +252,7 @@ def _import_desc(r: _Reader, kind: int, at: int) -> tuple[ExternKind, ImportDesc
         return ExternKind.GLOBAL, r.globaltype()
     if kind == 4:
         return ExternKind.TAG, r.tagtype()
-    r.fail(f"malformed import kind {kind}", at)
+    raise r.error(f"malformed import kind {kind}", at)
 
 
 def _element(r: _Reader) -> Element:
@@ -335,10 +340,10 @@ def _section(m: BinaryModule, sid: SectionId, r: _Reader) -> object:
         for _ in range(r.count("exports")):
             name = r.name()
             at = r.pos
-            kind = r.byte()
-            if kind > 4:
-                r.fail(f"malformed export kind {kind}", at)
-            m.exports.append(Export(name, ExternKind(kind), r.u32()))
+            kind_byte = r.byte()
+            if kind_byte > 4:
+                r.fail(f"malformed export kind {kind_byte}", at)
+            m.exports.append(Export(name, ExternKind(kind_byte), r.u32()))
         return tuple(m.exports)
     if sid is SectionId.START:
         m.start = r.u32()

@@ -10,11 +10,12 @@ the shortest form instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from wasync._binary.leb import read_uleb, uleb
 from wasync._binary.module import (
     SECTION_ORDER,
+    BinaryModule,
     ConstExpr,
     CustomSection,
     Data,
@@ -23,7 +24,6 @@ from wasync._binary.module import (
     FuncBody,
     Global,
     Import,
-    BinaryModule,
     SectionId,
     Table,
 )
@@ -43,10 +43,13 @@ from wasync._binary.types import (
 )
 from wasync._binary.valtypes import write_valtype
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
 __all__ = ["encode_module"]
 
 
-def _vec(out: bytearray, items: list[object] | tuple[object, ...], write: Callable[..., None]) -> None:
+def _vec(out: bytearray, items: Sequence[Any], write: Callable[[bytearray, Any], None]) -> None:
     out += uleb(len(items))
     for item in items:
         write(out, item)
@@ -210,9 +213,7 @@ def _content(m: BinaryModule, sid: SectionId) -> tuple[object, Callable[[bytearr
     if sid is SectionId.DATA_COUNT:
         dc = m.data_count
         return dc, None if dc is None else (lambda out: out.extend(uleb(dc)))
-    items: tuple[object, ...]
-    write: Callable[[bytearray, object], None]
-    items, write = {
+    table: dict[SectionId, tuple[tuple[object, ...], Callable[[bytearray, Any], None]]] = {
         SectionId.TYPE: (tuple(m.types), _recgroup),
         SectionId.IMPORT: (tuple(m.imports), _import),
         SectionId.FUNCTION: (tuple(m.functions), lambda out, i: out.extend(uleb(i))),
@@ -224,7 +225,8 @@ def _content(m: BinaryModule, sid: SectionId) -> tuple[object, Callable[[bytearr
         SectionId.ELEMENT: (tuple(m.elements), _element),
         SectionId.CODE: (tuple(m.codes), _body),
         SectionId.DATA: (tuple(m.datas), _data),
-    }[sid]  # type: ignore[assignment]
+    }
+    items, write = table[sid]
     if not items and sid not in m.present:
         return items, None
     return items, lambda out: _vec(out, items, write)
@@ -243,7 +245,7 @@ def _custom(out: bytearray, c: CustomSection, canonical: bool) -> None:
             ):
                 out += c.raw
                 return
-        except Exception:  # noqa: BLE001 - a stale raw copy just gets re-encoded
+        except Exception:
             pass
     payload = bytearray()
     _name(payload, c.name)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TypeAlias
 
+from wasync._binary.names import function_names
 from wasync._binary.types import (
     ExternKind,
     FuncType,
@@ -23,15 +24,13 @@ from wasync._binary.types import (
     SubType,
     TableType,
     TagType,
-    ValType,
 )
-
 from wasync._errors import DecodeError
-
-if TYPE_CHECKING:
-    from wasync._ir.instr import Instr
+from wasync._ir.instr import Body, Instr, decode_body, decode_expr
 
 __all__ = [
+    "BinaryModule",
+    "Body",
     "ConstExpr",
     "CustomSection",
     "Data",
@@ -41,7 +40,6 @@ __all__ = [
     "Global",
     "Import",
     "ImportDesc",
-    "BinaryModule",
     "SectionId",
     "SegmentMode",
     "Table",
@@ -112,8 +110,6 @@ class ConstExpr:
 
     def instrs(self) -> list[Instr]:
         """Decode the expression into instructions (the final ``end`` included)."""
-        from wasync._ir.instr import decode_expr
-
         return decode_expr(self.raw)
 
 
@@ -182,31 +178,7 @@ class FuncBody:
 
     def decode(self, *, func_index: int | None = None) -> Body:
         """Decode locals and instructions into IR."""
-        from wasync._ir.instr import decode_body
-
         return decode_body(self.raw, base=self.offset, func_index=func_index)
-
-
-@dataclass(eq=False, slots=True)
-class Body:
-    """A decoded function body: local declarations as (count, type) runs, and the
-    instruction list, ending with the function's final ``end``."""
-
-    locals: list[tuple[int, ValType]]
-    instrs: list[Instr]
-    # The original encoding of the local declarations when it was not canonical.
-    locals_raw: bytes | None = None
-
-    def local_types(self) -> list[ValType]:
-        out: list[ValType] = []
-        for count, t in self.locals:
-            out.extend([t] * count)
-        return out
-
-    def encode(self) -> FuncBody:
-        from wasync._ir.instr import encode_body
-
-        return FuncBody(encode_body(self))
 
 
 @dataclass(eq=False)
@@ -250,8 +222,8 @@ class BinaryModule:
 
     def func_type_indices(self) -> list[int]:
         """The type index of every function, imported ones first."""
-        out = [i.desc for i in self.imports if i.kind is ExternKind.FUNC]
-        return [int(x) for x in out] + list(self.functions)
+        out = [i.desc for i in self.imports if isinstance(i.desc, int)]
+        return out + list(self.functions)
 
     def func_type(self, func_index: int) -> FuncType:
         """The signature of function `func_index` (imports included)."""
@@ -264,8 +236,6 @@ class BinaryModule:
     def body(self, func_index: int) -> Body:
         """Decode the body of function `func_index` (an index in the function
         index space, so imported functions come first and have no body)."""
-        from wasync._ir.instr import decode_body
-
         nimp = self.num_imported_funcs
         if not nimp <= func_index < nimp + len(self.codes):
             raise IndexError(
@@ -287,8 +257,6 @@ class BinaryModule:
     def function_names(self) -> dict[int, str]:
         """Function names from the ``name`` custom section (empty if absent or
         malformed: custom sections are never an error)."""
-        from wasync._binary.names import function_names
-
         for custom in self.customs:
             if custom.name == "name":
                 return function_names(custom.data)

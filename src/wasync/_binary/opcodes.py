@@ -75,8 +75,18 @@ class Imm(enum.Enum):
 # Every immediate whose encoding is a single u32 LEB128 index or count.
 U32_IMMS = frozenset(
     {
-        Imm.LABEL, Imm.FUNC, Imm.TYPE, Imm.TABLE, Imm.MEMORY, Imm.LOCAL, Imm.GLOBAL,
-        Imm.TAG, Imm.ELEM, Imm.DATA, Imm.FIELD, Imm.COUNT,
+        Imm.LABEL,
+        Imm.FUNC,
+        Imm.TYPE,
+        Imm.TABLE,
+        Imm.MEMORY,
+        Imm.LOCAL,
+        Imm.GLOBAL,
+        Imm.TAG,
+        Imm.ELEM,
+        Imm.DATA,
+        Imm.FIELD,
+        Imm.COUNT,
     }
 )
 
@@ -735,7 +745,7 @@ def _shape(name: str, imms: tuple[Imm, ...], rule: str | None) -> Shape:
         return Shape.U32
     if len(imms) == 2 and imms[0] in U32_IMMS and imms[1] in U32_IMMS:
         return Shape.U32_U32
-    simple = {
+    simple: dict[tuple[Imm, ...], Shape] = {
         (Imm.MEMARG,): Shape.MEMARG,
         (Imm.I32,): Shape.I32,
         (Imm.I64,): Shape.I64,

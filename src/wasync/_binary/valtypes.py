@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wasync._binary.leb import read_sleb, sleb, uleb
+from wasync._binary.leb import read_sleb, sleb
 from wasync._binary.types import AbsHeap, HeapType, NumType, RefType, ValType
 from wasync._errors import DecodeError
 
@@ -41,7 +41,7 @@ def read_valtype(data: bytes, pos: int) -> tuple[ValType, int, bool]:
     t = ONE_BYTE_VALTYPES.get(byte)
     if t is not None:
         return t, pos + 1, True
-    if byte == REF_NULL or byte == REF:
+    if byte in (REF_NULL, REF):
         heap, end, canonical = read_heaptype(data, pos + 1)
         nullable = byte == REF_NULL
         long_form = nullable and isinstance(heap, AbsHeap)
@@ -54,7 +54,7 @@ def read_blocktype(data: bytes, pos: int) -> tuple[ValType | int | None, int, bo
     byte = data[pos]
     if byte == 0x40:
         return None, pos + 1, True
-    if byte in ONE_BYTE_VALTYPES or byte == REF_NULL or byte == REF:
+    if byte in ONE_BYTE_VALTYPES or byte in (REF_NULL, REF):
         return read_valtype(data, pos)
     start = pos
     value, pos = read_sleb(data, pos, 33)

@@ -24,7 +24,8 @@ shuffles 16 ``bytes``; heap types :data:`~wasync._binary.types.HeapType`; typed
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from wasync._binary.leb import leb_is_canonical, read_sleb, read_uleb, sleb, uleb
 from wasync._binary.opcodes import BY_BYTE, BY_PREFIX, OPS, Imm, Op, Shape
@@ -42,20 +43,19 @@ from wasync._errors import DecodeError
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from wasync._binary.module import Body
-
 __all__ = [
+    "SINGLETONS",
+    "Body",
     "Catch",
     "Instr",
     "MemArg",
-    "SINGLETONS",
     "decode_body",
     "decode_expr",
     "encode_body",
     "encode_instrs",
 ]
 
-ImmValue: TypeAlias = object
+ImmValue: TypeAlias = Any  # heterogeneous by design: see the module docstring
 
 
 class MemArg(NamedTuple):
@@ -107,7 +107,7 @@ class Instr:
         if self.imm is None:
             return self.op.name
         parts = self.imm if len(self.op.imms) > 1 else (self.imm,)
-        return " ".join([self.op.name, *(_show(v) for v in parts)])  # type: ignore[union-attr]
+        return " ".join([self.op.name, *(_show(v) for v in parts)])
 
 
 class _RawInstr(Instr):
@@ -118,7 +118,7 @@ class _RawInstr(Instr):
     def __init__(self, op: Op, imm: ImmValue, raw: bytes) -> None:
         self.op = op
         self.imm = imm
-        self.raw = raw  # type: ignore[misc]
+        self.raw = raw
 
 
 def _show(value: object) -> str:
@@ -258,8 +258,18 @@ def _read_imm(kind: Imm, data: bytes, pos: int) -> tuple[ImmValue, int, bool]:
 
 _U32_KINDS = frozenset(
     {
-        Imm.LABEL, Imm.FUNC, Imm.TYPE, Imm.TABLE, Imm.MEMORY, Imm.LOCAL, Imm.GLOBAL,
-        Imm.TAG, Imm.ELEM, Imm.DATA, Imm.FIELD, Imm.COUNT,
+        Imm.LABEL,
+        Imm.FUNC,
+        Imm.TYPE,
+        Imm.TABLE,
+        Imm.MEMORY,
+        Imm.LOCAL,
+        Imm.GLOBAL,
+        Imm.TAG,
+        Imm.ELEM,
+        Imm.DATA,
+        Imm.FIELD,
+        Imm.COUNT,
     }
 )
 
@@ -362,9 +372,7 @@ def _decode_instrs(data: bytes, pos: int, ctx: _Ctx) -> tuple[list[Instr], int]:
                 code, pos = read_uleb(data, pos, 32)
                 sub = BY_PREFIX[b].get(code)
                 if sub is None:
-                    raise DecodeError(
-                        f"illegal opcode 0x{b:02x} {code}", offset=start
-                    )
+                    raise DecodeError(f"illegal opcode 0x{b:02x} {code}", offset=start)
                 op = sub
                 canonical = leb_is_canonical(data, start + 1, pos, False)
                 if op.imms:
@@ -423,8 +431,6 @@ def decode_body(
     `has_data_count=False` makes ``memory.init``/``data.drop`` malformed, as the
     spec requires when the module has no data count section.
     """
-    from wasync._binary.module import Body
-
     ctx = _Ctx(base, func_index, has_data_count)
     try:
         count, pos = read_uleb(raw, 0, 32)
@@ -461,14 +467,35 @@ def decode_body(
     return Body(local_groups, instrs, locals_raw)
 
 
+@dataclass(eq=False, slots=True)
+class Body:
+    """A decoded function body: local declarations as (count, type) runs, and the
+    instruction list, ending with the function's final ``end``."""
+
+    locals: list[tuple[int, ValType]]
+    instrs: list[Instr]
+    # The original encoding of the local declarations when it was not canonical.
+    locals_raw: bytes | None = None
+
+    def local_types(self) -> list[ValType]:
+        out: list[ValType] = []
+        for count, t in self.locals:
+            out.extend([t] * count)
+        return out
+
+    def encode(self) -> bytes:
+        """The body's encoding (what :class:`~wasync.FuncBody` holds as `raw`)."""
+        return encode_body(self)
+
+
 # -- encoding ---------------------------------------------------------------
 
 
 def _write_imm(kind: Imm, value: ImmValue, out: bytearray) -> None:
     if kind in _U32_KINDS:
-        out += uleb(value)  # type: ignore[arg-type]
+        out += uleb(value)
     elif kind is Imm.MEMARG:
-        m: MemArg = value  # type: ignore[assignment]
+        m: MemArg = value
         if m.memory:
             out += uleb(m.align | 0x40)
             out += uleb(m.memory)
@@ -476,34 +503,34 @@ def _write_imm(kind: Imm, value: ImmValue, out: bytearray) -> None:
             out += uleb(m.align)
         out += uleb(m.offset)
     elif kind is Imm.BLOCKTYPE:
-        out += write_blocktype(value)  # type: ignore[arg-type]
+        out += write_blocktype(value)
     elif kind is Imm.I32 or kind is Imm.I64:
-        out += sleb(value)  # type: ignore[arg-type]
+        out += sleb(value)
     elif kind is Imm.F32:
-        out += value.to_bytes(4, "little")  # type: ignore[attr-defined]
+        out += value.to_bytes(4, "little")
     elif kind is Imm.F64:
-        out += value.to_bytes(8, "little")  # type: ignore[attr-defined]
+        out += value.to_bytes(8, "little")
     elif kind is Imm.V128 or kind is Imm.SHUFFLE:
-        out += value  # type: ignore[operator]
+        out += value
     elif kind is Imm.LANE or kind is Imm.CASTFLAGS:
-        out.append(value)  # type: ignore[arg-type]
+        out.append(value)
     elif kind is Imm.ZERO:
         out.append(0)
     elif kind is Imm.HEAPTYPE or kind is Imm.NULLHEAPTYPE:
-        out += write_heaptype(value)  # type: ignore[arg-type]
+        out += write_heaptype(value)
     elif kind is Imm.LABELS:
-        labels, default = value  # type: ignore[misc]
+        labels, default = value
         out += uleb(len(labels))
         for label in labels:
             out += uleb(label)
         out += uleb(default)
     elif kind is Imm.VALTYPES:
-        types: tuple[ValType, ...] = value  # type: ignore[assignment]
+        types: tuple[ValType, ...] = value
         out += uleb(len(types))
         for t in types:
             out += write_valtype(t)
     elif kind is Imm.CATCHES:
-        catches: tuple[Catch, ...] = value  # type: ignore[assignment]
+        catches: tuple[Catch, ...] = value
         out += uleb(len(catches))
         for c in catches:
             out.append(c.kind)
@@ -530,23 +557,23 @@ def encode_instrs(instrs: Iterable[Instr], out: bytearray | None = None) -> byte
             continue
         shape = op.shape
         if shape == _U32:
-            if imm < 0x80:  # type: ignore[operator]
-                out.append(imm)  # type: ignore[arg-type]
+            if imm < 0x80:
+                out.append(imm)
             else:
-                out += uleb(imm)  # type: ignore[arg-type]
+                out += uleb(imm)
         elif shape == _MEMARG:
-            m: MemArg = imm  # type: ignore[assignment]
+            m: MemArg = imm
             if m.memory == 0 and m.offset < 0x80:
                 out.append(m.align)
                 out.append(m.offset)
             else:
                 _write_imm(Imm.MEMARG, m, out)
         elif shape == _I32:
-            out += sleb(imm)  # type: ignore[arg-type]
+            out += sleb(imm)
         elif len(op.imms) == 1:
             _write_imm(op.imms[0], imm, out)
         else:
-            for kind, value in zip(op.imms, imm, strict=True):  # type: ignore[call-overload]
+            for kind, value in zip(op.imms, imm, strict=True):
                 _write_imm(kind, value, out)
     return out
 
@@ -563,4 +590,3 @@ def encode_body(body: Body) -> bytes:
             out += write_valtype(t)
     encode_instrs(body.instrs, out)
     return bytes(out)
-

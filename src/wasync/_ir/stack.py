@@ -13,11 +13,9 @@ empty stack), so the state before every instruction costs one pointer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
-from wasync._binary.module import Body, BinaryModule
 from wasync._binary.opcodes import OPS, Imm, Op
 from wasync._binary.types import (
     AbsHeap,
@@ -37,7 +35,12 @@ from wasync._binary.types import (
     ValType,
 )
 from wasync._errors import ValidationError
-from wasync._ir.instr import Instr, MemArg
+from wasync._ir.instr import Body, Instr, MemArg
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from wasync._binary.module import BinaryModule
 
 __all__ = [
     "BOT",
@@ -71,6 +74,7 @@ BOT: Final = Bottom()
 StackType: TypeAlias = ValType | Bottom
 Stack: TypeAlias = "tuple[StackType, Stack] | None"
 
+_T = TypeVar("_T")
 I32: Final = NumType.I32
 I64: Final = NumType.I64
 _TOKENS: dict[str, StackType] = {
@@ -92,17 +96,17 @@ def _fixed(op: Op) -> tuple[int, tuple[StackType, ...]] | None:
 _FIXED: list[tuple[int, tuple[StackType, ...]] | None] = [_fixed(op) for op in OPS]
 
 
-def _memory_operand(op: Op, imm: object) -> int:
+def _memory_operand(op: Op, imm: Any) -> int:
     """Which memory an address-typed instruction uses."""
     if isinstance(imm, MemArg):
         return imm.memory
     if isinstance(imm, tuple):
         for kind, value in zip(op.imms, imm, strict=True):
             if kind is Imm.MEMARG:
-                return value.memory  # type: ignore[no-any-return]
+                return int(value.memory)
             if kind is Imm.MEMORY:
-                return value  # type: ignore[no-any-return]
-    return imm  # type: ignore[return-value]
+                return int(value)
+    return int(imm)
 
 
 @dataclass(slots=True)
@@ -221,14 +225,13 @@ class _Typer:
         where = f" at instruction {self.index} ({self.instr})" if self.instr is not None else ""
         return ValidationError(message + where, section="code", func_index=self.func_index)
 
-    def _get(self, seq: Sequence[object], index: int, what: str) -> object:
+    def _get(self, seq: Sequence[_T], index: int, what: str) -> _T:
         if not 0 <= index < len(seq):
             raise self.fail(f"unknown {what} {index}")
         return seq[index]
 
     def comp(self, type_index: int) -> CompType:
-        st = self._get(self.mt.types, type_index, "type")
-        return st.comp  # type: ignore[attr-defined, no-any-return]
+        return self._get(self.mt.types, type_index, "type").comp
 
     def functype(self, type_index: int) -> FuncType:
         comp = self.comp(type_index)
@@ -236,23 +239,24 @@ class _Typer:
             raise self.fail(f"type {type_index} is not a function type")
         return comp
 
-    def blocktype(self, bt: object) -> tuple[tuple[ValType, ...], tuple[ValType, ...]]:
+    def blocktype(
+        self, bt: ValType | int | None
+    ) -> tuple[tuple[ValType, ...], tuple[ValType, ...]]:
         if bt is None:
             return (), ()
         if isinstance(bt, int):
             ft = self.functype(bt)
             return ft.params, ft.results
-        return (), (bt,)  # type: ignore[return-value]
+        return (), (bt,)
 
     def address(self, memory: int) -> NumType:
-        lim = self._get(self.mt.memories, memory, "memory")
-        return lim.address_type  # type: ignore[attr-defined, no-any-return]
+        return self._get(self.mt.memories, memory, "memory").address_type
 
     def table(self, index: int) -> TableType:
-        return self._get(self.mt.tables, index, "table")  # type: ignore[return-value]
+        return self._get(self.mt.tables, index, "table")
 
     def tag_params(self, tag: int) -> tuple[ValType, ...]:
-        return self.functype(self._get(self.mt.tags, tag, "tag")).params  # type: ignore[arg-type]
+        return self.functype(self._get(self.mt.tags, tag, "tag")).params
 
     def label(self, depth: int) -> _Frame:
         if not 0 <= depth < len(self.frames):
@@ -264,7 +268,7 @@ class _Typer:
     def pop(self) -> StackType:
         frame = self.frames[-1]
         if self.h > frame.height:
-            t, self.stack = self.stack  # type: ignore[misc]
+            t, self.stack = self.stack  # type: ignore[misc]  # h > frame.height: not empty
             self.h -= 1
             return t
         if frame.unreachable:
@@ -276,7 +280,7 @@ class _Typer:
         if self.h - n >= frame.height:
             stack = self.stack
             for _ in range(n):
-                stack = stack[1]  # type: ignore[index]
+                stack = stack[1]  # type: ignore[index]  # the height says it is there
             self.stack = stack
             self.h -= n
         elif frame.unreachable:
@@ -350,7 +354,7 @@ class _Typer:
                 if self.h - npop >= frame.height:
                     stack = self.stack
                     for _ in range(npop):
-                        stack = stack[1]  # type: ignore[index]
+                        stack = stack[1]  # type: ignore[index]  # the height says it is there
                     for t in push:
                         stack = (t, stack)
                     self.stack = stack
@@ -367,7 +371,8 @@ class _Typer:
                 eff = self._addr_cache.get(key)
                 if eff is None:
                     addr = self.address(key[1])
-                    assert op.params is not None and op.results is not None
+                    assert op.params is not None
+                    assert op.results is not None
                     tok = {**_TOKENS, "A": addr}
                     eff = len(op.params), tuple(tok[t] for t in op.results)
                     self._addr_cache[key] = eff
@@ -395,7 +400,7 @@ class _Typer:
         self.r_block(ins, out)
 
     def r_try_table(self, ins: Instr, out: StackTyping) -> None:
-        bt, catches = ins.imm  # type: ignore[misc]
+        bt, catches = ins.imm
         params, results = self.blocktype(bt)
         for c in catches:
             self.label(c.label)
@@ -427,7 +432,7 @@ class _Typer:
         frame.unreachable = False
         self.frames.append(frame)
         if ins.op.name == "catch":
-            self.push_all(self.tag_params(ins.imm))  # type: ignore[arg-type]
+            self.push_all(self.tag_params(ins.imm))
 
     def r_end(self, ins: Instr, out: StackTyping) -> None:
         frame = self.frames[-1]
@@ -442,24 +447,24 @@ class _Typer:
         if frame.kind != "try":
             raise self.fail("`delegate` without a matching `try`")
         self.end_frame()
-        self.label(ins.imm)  # type: ignore[arg-type]
+        self.label(ins.imm)
         out.block_end[frame.start] = self.index
 
     def r_unreachable(self, ins: Instr, out: StackTyping) -> None:
         self.set_unreachable()
 
     def r_br(self, ins: Instr, out: StackTyping) -> None:
-        self.pop_n(len(self.label(ins.imm).label_types))  # type: ignore[arg-type]
+        self.pop_n(len(self.label(ins.imm).label_types))
         self.set_unreachable()
 
     def r_br_if(self, ins: Instr, out: StackTyping) -> None:
         self.pop()
-        types = self.label(ins.imm).label_types  # type: ignore[arg-type]
+        types = self.label(ins.imm).label_types
         self.pop_n(len(types))
         self.push_all(types)
 
     def r_br_table(self, ins: Instr, out: StackTyping) -> None:
-        labels, default = ins.imm  # type: ignore[misc]
+        labels, default = ins.imm
         self.pop()
         arity = len(self.label(default).label_types)
         for label in labels:
@@ -480,21 +485,21 @@ class _Typer:
             self.push_all(ft.results)
 
     def r_call(self, ins: Instr, out: StackTyping) -> None:
-        tidx = self._get(self.mt.func_type_indices, ins.imm, "function")  # type: ignore[arg-type]
-        self._call(self.functype(tidx), ins.op.name == "return_call")  # type: ignore[arg-type]
+        tidx = self._get(self.mt.func_type_indices, ins.imm, "function")
+        self._call(self.functype(tidx), ins.op.name == "return_call")
 
     def r_call_indirect(self, ins: Instr, out: StackTyping) -> None:
-        tidx, table = ins.imm  # type: ignore[misc]
+        tidx, table = ins.imm
         self.table(table)
         self.pop()
         self._call(self.functype(tidx), ins.op.name == "return_call_indirect")
 
     def r_call_ref(self, ins: Instr, out: StackTyping) -> None:
         self.pop()
-        self._call(self.functype(ins.imm), ins.op.name == "return_call_ref")  # type: ignore[arg-type]
+        self._call(self.functype(ins.imm), ins.op.name == "return_call_ref")
 
     def r_throw(self, ins: Instr, out: StackTyping) -> None:
-        self.pop_n(len(self.tag_params(ins.imm)))  # type: ignore[arg-type]
+        self.pop_n(len(self.tag_params(ins.imm)))
         self.set_unreachable()
 
     def r_throw_ref(self, ins: Instr, out: StackTyping) -> None:
@@ -502,7 +507,7 @@ class _Typer:
         self.set_unreachable()
 
     def r_rethrow(self, ins: Instr, out: StackTyping) -> None:
-        self.label(ins.imm)  # type: ignore[arg-type]
+        self.label(ins.imm)
         self.set_unreachable()
 
     def r_drop(self, ins: Instr, out: StackTyping) -> None:
@@ -515,83 +520,83 @@ class _Typer:
         self.push(t2 if t1 is BOT else t1)
 
     def r_select_t(self, ins: Instr, out: StackTyping) -> None:
-        types: tuple[ValType, ...] = ins.imm  # type: ignore[assignment]
+        types: tuple[ValType, ...] = ins.imm
         if len(types) != 1:
             raise self.fail("invalid result arity of typed select")
         self.pop_n(3)
         self.push(types[0])
 
     def _local(self, index: int) -> ValType:
-        return self._get(self.locals, index, "local")  # type: ignore[return-value]
+        return self._get(self.locals, index, "local")
 
     def r_local_get(self, ins: Instr, out: StackTyping) -> None:
-        self.push(self._local(ins.imm))  # type: ignore[arg-type]
+        self.push(self._local(ins.imm))
 
     def r_local_set(self, ins: Instr, out: StackTyping) -> None:
-        self._local(ins.imm)  # type: ignore[arg-type]
+        self._local(ins.imm)
         self.pop()
 
     def r_local_tee(self, ins: Instr, out: StackTyping) -> None:
-        t = self._local(ins.imm)  # type: ignore[arg-type]
+        t = self._local(ins.imm)
         self.pop()
         self.push(t)
 
     def r_global_get(self, ins: Instr, out: StackTyping) -> None:
-        g = self._get(self.mt.globals, ins.imm, "global")  # type: ignore[arg-type]
-        self.push(g.type)  # type: ignore[attr-defined]
+        g = self._get(self.mt.globals, ins.imm, "global")
+        self.push(g.type)
 
     def r_global_set(self, ins: Instr, out: StackTyping) -> None:
-        self._get(self.mt.globals, ins.imm, "global")  # type: ignore[arg-type]
+        self._get(self.mt.globals, ins.imm, "global")
         self.pop()
 
     def r_table_get(self, ins: Instr, out: StackTyping) -> None:
-        t = self.table(ins.imm)  # type: ignore[arg-type]
+        t = self.table(ins.imm)
         self.pop()
         self.push(t.elem)
 
     def r_table_set(self, ins: Instr, out: StackTyping) -> None:
-        self.table(ins.imm)  # type: ignore[arg-type]
+        self.table(ins.imm)
         self.pop_n(2)
 
     def r_table_size(self, ins: Instr, out: StackTyping) -> None:
-        self.push(self.table(ins.imm).limits.address_type)  # type: ignore[arg-type]
+        self.push(self.table(ins.imm).limits.address_type)
 
     def r_table_grow(self, ins: Instr, out: StackTyping) -> None:
-        t = self.table(ins.imm)  # type: ignore[arg-type]
+        t = self.table(ins.imm)
         self.pop_n(2)
         self.push(t.limits.address_type)
 
     def r_table_fill(self, ins: Instr, out: StackTyping) -> None:
-        self.table(ins.imm)  # type: ignore[arg-type]
+        self.table(ins.imm)
         self.pop_n(3)
 
     def r_table_copy(self, ins: Instr, out: StackTyping) -> None:
-        dst, src = ins.imm  # type: ignore[misc]
+        dst, src = ins.imm
         self.table(dst)
         self.table(src)
         self.pop_n(3)
 
     def r_table_init(self, ins: Instr, out: StackTyping) -> None:
-        _elem, table = ins.imm  # type: ignore[misc]
+        _elem, table = ins.imm
         self.table(table)
         self.pop_n(3)
 
     def r_memory_copy(self, ins: Instr, out: StackTyping) -> None:
-        dst, src = ins.imm  # type: ignore[misc]
+        dst, src = ins.imm
         self.address(dst)
         self.address(src)
         self.pop_n(3)
 
     def r_ref_null(self, ins: Instr, out: StackTyping) -> None:
-        self.push(RefType(True, ins.imm))  # type: ignore[arg-type]
+        self.push(RefType(True, ins.imm))
 
     def r_ref_is_null(self, ins: Instr, out: StackTyping) -> None:
         self.pop()
         self.push(I32)
 
     def r_ref_func(self, ins: Instr, out: StackTyping) -> None:
-        tidx = self._get(self.mt.func_type_indices, ins.imm, "function")  # type: ignore[arg-type]
-        self.push(RefType(False, tidx))  # type: ignore[arg-type]
+        tidx = self._get(self.mt.func_type_indices, ins.imm, "function")
+        self.push(RefType(False, tidx))
 
     @staticmethod
     def _non_null(t: StackType) -> StackType:
@@ -602,21 +607,21 @@ class _Typer:
 
     def r_br_on_null(self, ins: Instr, out: StackTyping) -> None:
         t = self.pop()
-        types = self.label(ins.imm).label_types  # type: ignore[arg-type]
+        types = self.label(ins.imm).label_types
         self.pop_n(len(types))
         self.push_all(types)
         self.push(self._non_null(t))
 
     def r_br_on_non_null(self, ins: Instr, out: StackTyping) -> None:
         self.pop()
-        types = self.label(ins.imm).label_types  # type: ignore[arg-type]
+        types = self.label(ins.imm).label_types
         if not types:
             raise self.fail("type mismatch: br_on_non_null target has no reference result")
         self.pop_n(len(types) - 1)
         self.push_all(types[:-1])
 
     def _cast_types(self, ins: Instr) -> tuple[RefType, RefType, tuple[ValType, ...]]:
-        flags, label, ht1, ht2 = ins.imm  # type: ignore[misc]
+        flags, label, ht1, ht2 = ins.imm
         rt1 = RefType(bool(flags & 1), ht1)
         rt2 = RefType(bool(flags & 2), ht2)
         types = self.label(label).label_types
@@ -640,7 +645,7 @@ class _Typer:
 
     def r_ref_cast(self, ins: Instr, out: StackTyping) -> None:
         self.pop()
-        self.push(RefType(ins.op.imms[0] is Imm.NULLHEAPTYPE, ins.imm))  # type: ignore[arg-type]
+        self.push(RefType(ins.op.imms[0] is Imm.NULLHEAPTYPE, ins.imm))
 
     def _convert(self, heap: HeapType) -> None:
         t = self.pop()
@@ -665,12 +670,12 @@ class _Typer:
         return comp
 
     def r_struct_new(self, ins: Instr, out: StackTyping) -> None:
-        self.pop_n(len(self._struct(ins.imm).fields))  # type: ignore[arg-type]
-        self.push(RefType(False, ins.imm))  # type: ignore[arg-type]
+        self.pop_n(len(self._struct(ins.imm).fields))
+        self.push(RefType(False, ins.imm))
 
     def r_struct_new_default(self, ins: Instr, out: StackTyping) -> None:
-        self._struct(ins.imm)  # type: ignore[arg-type]
-        self.push(RefType(False, ins.imm))  # type: ignore[arg-type]
+        self._struct(ins.imm)
+        self.push(RefType(False, ins.imm))
 
     def _field(self, tidx: int, fidx: int) -> ValType:
         fields = self._struct(tidx).fields
@@ -679,21 +684,21 @@ class _Typer:
         return fields[fidx].unpacked
 
     def r_struct_get(self, ins: Instr, out: StackTyping) -> None:
-        tidx, fidx = ins.imm  # type: ignore[misc]
+        tidx, fidx = ins.imm
         t = self._field(tidx, fidx)
         self.pop()
         self.push(t)
 
     def r_struct_set(self, ins: Instr, out: StackTyping) -> None:
-        tidx, fidx = ins.imm  # type: ignore[misc]
+        tidx, fidx = ins.imm
         self._field(tidx, fidx)
         self.pop_n(2)
 
     def _array_new(self, ins: Instr, n: int) -> None:
         tidx = ins.imm[0] if isinstance(ins.imm, tuple) else ins.imm
-        self._array(tidx)  # type: ignore[arg-type]
+        self._array(tidx)
         self.pop_n(n)
-        self.push(RefType(False, tidx))  # type: ignore[arg-type]
+        self.push(RefType(False, tidx))
 
     def r_array_new(self, ins: Instr, out: StackTyping) -> None:
         self._array_new(ins, 2)
@@ -702,13 +707,13 @@ class _Typer:
         self._array_new(ins, 1)
 
     def r_array_new_fixed(self, ins: Instr, out: StackTyping) -> None:
-        self._array_new(ins, ins.imm[1])  # type: ignore[index]
+        self._array_new(ins, ins.imm[1])
 
     def r_array_new_data(self, ins: Instr, out: StackTyping) -> None:
         self._array_new(ins, 2)
 
     def r_array_get(self, ins: Instr, out: StackTyping) -> None:
-        t = self._array(ins.imm).field.unpacked  # type: ignore[arg-type]
+        t = self._array(ins.imm).field.unpacked
         self.pop_n(2)
         self.push(t)
 
