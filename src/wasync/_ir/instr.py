@@ -107,7 +107,7 @@ class Instr:
         if self.imm is None:
             return self.op.name
         parts = self.imm if len(self.op.imms) > 1 else (self.imm,)
-        return " ".join([self.op.name, *(_show(v) for v in parts)])
+        return " ".join([self.op.name, *(_show(v) for v in parts if v is not None)])
 
 
 class _RawInstr(Instr):
@@ -122,6 +122,9 @@ class _RawInstr(Instr):
 
 
 def _show(value: object) -> str:
+    if isinstance(value, Catch):
+        tag = "" if value.tag is None else f" {value.tag}"
+        return f"({CATCH_NAMES[value.kind]}{tag} {value.label})"
     if isinstance(value, MemArg):
         s = f"offset={value.offset} align={1 << value.align}"
         return f"{value.memory} {s}" if value.memory else s
