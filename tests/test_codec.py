@@ -123,7 +123,7 @@ def test_padded_leb_immediates_survive_ir_round_trip() -> None:
 
 
 def test_canonical_mode_rewrites_padded_section_sizes() -> None:
-    data = wat("(module (func (export \"f\")))")
+    data = wat('(module (func (export "f")))')
     # Re-pad the export section's size to 5 bytes.
     m = wasync.decode_module(data)
     raw, _ = m._raw[wasync.SectionId.EXPORT]
@@ -206,7 +206,7 @@ def test_deep_nesting_has_no_recursion_limit(depth: int) -> None:
     assert wasync.encode_body(b) == m.codes[0].raw
     # Truncated in the middle of the nest: an error, not a recursion crash.
     with pytest.raises(DecodeError):
-        wasync.decode_body(body[: depth])
+        wasync.decode_body(body[:depth])
     assert time.perf_counter() - t0 < 30
 
 

@@ -89,9 +89,7 @@ def test_calls_and_multi_value() -> None:
             (call $f (i32.const 1)) drop drop
             (call_indirect (type $two) (i32.const 5) (i32.const 0))))"""
     )
-    assert [s for _, s, _ in got] == [
-        "", "i32", "i64 f64", "i64", "", "i32", "i32 i32", "i64 f64"
-    ]
+    assert [s for _, s, _ in got] == ["", "i32", "i64 f64", "i64", "", "i32", "i32 i32", "i64 f64"]
 
 
 def test_exceptions_try_table_and_legacy_try() -> None:
