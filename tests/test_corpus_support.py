@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import NoReturn
+import shutil
+import subprocess
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 import wasmtime
 
 from tests.support import corpus
 from tests.support.corpus import REAL_WORLD, NpmWasm, compile_c, run_wasi
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PROGRAMS = corpus.c_programs()
 OPT_LEVELS = ("-O0", "-O2", "-Os")
@@ -63,7 +67,7 @@ def test_npm_file_rejects_unsafe_arguments(package: str, version: str, path: str
 
 def test_npm_file_skips_without_npm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("WASYNC_TEST_CACHE", str(tmp_path))
-    monkeypatch.setattr(corpus.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
     with pytest.raises(pytest.skip.Exception, match="npm is not on PATH"):
         corpus.npm_file("left-pad", "1.3.0", "index.js")
 
@@ -84,7 +88,7 @@ def test_compile_c_from_text_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_compiler(*args: object, **kwargs: object) -> NoReturn:
         raise AssertionError("the compiler ran although the result is cached")
 
-    monkeypatch.setattr(corpus.subprocess, "run", no_compiler)
+    monkeypatch.setattr(subprocess, "run", no_compiler)
     assert compile_c(source, opt="-O1") == wasm
     result = run_wasi(wasm)
     assert (result.exit_code, result.stdout) == (3, b"cached\n")
@@ -139,8 +143,10 @@ def test_real_world_module_fetches_and_compiles(module: NpmWasm) -> None:
 
 
 @pytest.mark.slow
-def test_npm_failure_raises_with_npm_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if corpus.shutil.which("npm") is None:
+def test_npm_failure_raises_with_npm_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("npm") is None:
         pytest.skip("npm is not on PATH")
     monkeypatch.setenv("WASYNC_TEST_CACHE", str(tmp_path))
     with pytest.raises(corpus.CorpusError, match=r"npm pack .*failed[\s\S]*ETARGET"):
@@ -154,4 +160,3 @@ def test_npm_missing_member_raises() -> None:
     module.fetch()  # make sure the tarball is cached
     with pytest.raises(corpus.CorpusError, match="has no file"):
         corpus.npm_file(module.package, module.version, "no/such/file.wasm")
-

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
+import subprocess
+import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from pathlib import Path
@@ -28,7 +30,6 @@ from tests.support.wast import (
     Str,
     V128Value,
     WastCommand,
-    WastModule,
     WastSyntaxError,
     WatConversionError,
     decode_string,
@@ -58,6 +59,10 @@ USER_CACHE = os.environ.get("WASYNC_TEST_CACHE")
 def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Unit tests use a throw-away wat2wasm cache (the corpus test uses the real one)."""
     monkeypatch.setenv("WASYNC_TEST_CACHE", str(tmp_path / "cache"))
+
+
+def wat(text: str) -> bytes:
+    return bytes(wasmtime.wat2wasm(text))
 
 
 def only(text: str) -> SList:
@@ -202,12 +207,12 @@ class TestTokens:
         assert atoms(node) == ["x"]
 
     def test_spans(self) -> None:
-        text = "  (a (b \"c\"))  (d)"
+        text = '  (a (b "c"))  (d)'
         first, second = parse_sexprs(text)
         assert isinstance(first, SList)
         assert isinstance(second, SList)
-        assert text[first.start:first.end] == '(a (b "c"))'
-        assert text[second.start:second.end] == "(d)"
+        assert text[first.start : first.end] == '(a (b "c"))'
+        assert text[second.start : second.end] == "(d)"
 
 
 class TestAnnotations:
@@ -233,11 +238,11 @@ class TestAnnotations:
         assert heads == ["@x", "@", '@"str"', "@"]
 
     def test_keyword_skips_annotations(self) -> None:
-        cmd = one_command('((@a) module (@a) $m (@a) (func (@b)))')
+        cmd = one_command("((@a) module (@a) $m (@a) (func (@b)))")
         assert cmd.kind == "module"
         assert cmd.module is not None
         assert cmd.module.name == "$m"
-        assert module_bytes(cmd.module) == wasmtime.wat2wasm("(module $m (func))")
+        assert module_bytes(cmd.module) == wat("(module $m (func))")
 
     def test_annotation_between_commands(self) -> None:
         assert [c.kind for c in parse_wast('(@a) (module) (@b "x")')] == ["module"]
@@ -438,8 +443,17 @@ class TestConstantForms:
         assert arg_of("(ref.null extern)") == RefValue("ref.null", "extern")
         assert arg_of("(ref.extern 1)") == RefValue("ref.extern", 1)
         assert arg_of("(ref.host 0x10)") == RefValue("ref.host", 16)
-        for head in ("ref.func", "ref.struct", "ref.array", "ref.i31", "ref.eq", "ref.any",
-                     "ref.extern", "ref.null", "ref"):
+        for head in (
+            "ref.func",
+            "ref.struct",
+            "ref.array",
+            "ref.i31",
+            "ref.eq",
+            "ref.any",
+            "ref.extern",
+            "ref.null",
+            "ref",
+        ):
             assert result_of(f"({head})") == RefValue(head, None)
 
     def test_either(self) -> None:
@@ -460,8 +474,17 @@ class TestConstantForms:
 
     @pytest.mark.parametrize(
         "text",
-        ["(i32.const)", "(i32.const 1 2)", "(i32.const 1.5)", "(i64.const 0x1_0000_0000_0000_0000)",
-         "(f32.const 1e39)", "(i32.add)", "i32", '"s"', "(ref.extern 1 2)"],
+        [
+            "(i32.const)",
+            "(i32.const 1 2)",
+            "(i32.const 1.5)",
+            "(i64.const 0x1_0000_0000_0000_0000)",
+            "(f32.const 1e39)",
+            "(i32.add)",
+            "i32",
+            '"s"',
+            "(ref.extern 1 2)",
+        ],
     )
     def test_bad_constants(self, text: str) -> None:
         with pytest.raises(WastSyntaxError, match=r"t\.wast:1: "):
@@ -473,7 +496,7 @@ def _wat_const_bits(type_: str, literal: str) -> int:
     wasm = wasmtime.wat2wasm(f"(module (global {type_} ({type_}.const {literal})))")
     size = {"f32": 4, "f64": 8}[type_]
     assert wasm[-1] == 0x0B
-    return int.from_bytes(wasm[-1 - size:-1], "little")
+    return int.from_bytes(wasm[-1 - size : -1], "little")
 
 
 def _nearest_f32_bits(value: Fraction) -> int | None:
@@ -482,7 +505,7 @@ def _nearest_f32_bits(value: Fraction) -> int | None:
     if approx > 3.5e38:
         return None
     start = struct.unpack("<I", struct.pack("<f", min(approx, 3.4028234663852886e38)))[0]
-    candidates = [b for b in range(max(start - 2, 0), min(start + 3, 0x7F80_0001))]
+    candidates = range(max(start - 2, 0), min(start + 3, 0x7F80_0001))
 
     def exact(bits: int) -> Fraction:
         if bits == 0x7F80_0000:  # "infinity" sits where the next binade would start
@@ -530,8 +553,9 @@ def _f32_near_ties(draw: st.DrawFn) -> str:
     with localcontext() as ctx:
         ctx.prec = 2000
         value = Decimal(mid.numerator) / Decimal(mid.denominator)  # exact: den is 2**k
-        scale = -value.as_tuple().exponent if value.as_tuple().exponent < 0 else 0
-        value += Decimal(nudge).scaleb(-(int(scale) + 40))
+        exponent = value.as_tuple().exponent
+        assert isinstance(exponent, int)
+        value += Decimal(nudge).scaleb(min(exponent, 0) - 40)
         return format(value, "f")
 
 
@@ -629,13 +653,31 @@ class TestCommands:
     def test_kinds_and_lines(self) -> None:
         cmds = parse_wast(SCRIPT, "s.wast")
         assert [(c.kind, c.line) for c in cmds] == [
-            ("module", 2), ("module", 3), ("module", 4), ("module", 5), ("module", 6),
-            ("module", 7), ("module", 8), ("module", 9), ("register", 10),
-            ("register", 11), ("invoke", 12), ("get", 13), ("assert_return", 14),
-            ("assert_return", 15), ("assert_return", 16), ("assert_trap", 17),
-            ("assert_trap", 18), ("assert_exhaustion", 19), ("assert_malformed", 20),
-            ("assert_malformed", 21), ("assert_invalid", 22), ("assert_unlinkable", 23),
-            ("assert_exception", 24), ("assert_suspension", 25), ("thread", 26),
+            ("module", 2),
+            ("module", 3),
+            ("module", 4),
+            ("module", 5),
+            ("module", 6),
+            ("module", 7),
+            ("module", 8),
+            ("module", 9),
+            ("register", 10),
+            ("register", 11),
+            ("invoke", 12),
+            ("get", 13),
+            ("assert_return", 14),
+            ("assert_return", 15),
+            ("assert_return", 16),
+            ("assert_trap", 17),
+            ("assert_trap", 18),
+            ("assert_exhaustion", 19),
+            ("assert_malformed", 20),
+            ("assert_malformed", 21),
+            ("assert_invalid", 22),
+            ("assert_unlinkable", 23),
+            ("assert_exception", 24),
+            ("assert_suspension", 25),
+            ("thread", 26),
             ("wait", 31),
         ]
         assert all(c.path == "s.wast" for c in cmds)
@@ -649,12 +691,19 @@ class TestCommands:
         assert m1.text == '(module $M1 (func (export "f") (param i32) (result i32) (local.get 0)))'
         assert (b0.form, b0.name, b0.binary) == ("binary", None, b"\0asm\1\0\0\0")
         assert (b1.form, b1.name, b1.binary) == ("binary", "$B", b"\0asm\1\0\0\0")
-        assert (q.form, q.quote, q.quote_bytes) == ("quote", '(func (export "q"))',
-                                                    b'(func (export "q"))')
+        assert (q.form, q.quote, q.quote_bytes) == (
+            "quote",
+            '(func (export "q"))',
+            b'(func (export "q"))',
+        )
         assert (d.form, d.name, d.definition) == ("text", "$D", True)
         assert d.text == "(module " + " " * len("definition") + " $D (memory 1))"
-        assert (db.form, db.name, db.definition, db.binary) == ("binary", "$DB", True,
-                                                                b"\0asm\1\0\0\0")
+        assert (db.form, db.name, db.definition, db.binary) == (
+            "binary",
+            "$DB",
+            True,
+            b"\0asm\1\0\0\0",
+        )
         assert (i.form, i.name, i.instance_of) == ("instance", "$I", "$D")
         assert (j.form, j.name, j.instance_of) == ("instance", "$J", None)
         assert not m1.definition
@@ -696,7 +745,9 @@ class TestCommands:
         thread, wait = cmds[-2:]
         assert (thread.name, thread.shared) == ("$T1", ("$M1", "$B"))
         assert [(c.kind, c.line) for c in thread.commands] == [
-            ("register", 27), ("module", 28), ("assert_return", 29)
+            ("register", 27),
+            ("module", 28),
+            ("assert_return", 29),
         ]
         assert thread.commands[2].expected == (RefValue("ref.null", "extern"),)
         assert wait.name == "$T1"
@@ -704,16 +755,28 @@ class TestCommands:
     def test_iter_modules_includes_nested(self) -> None:
         pairs = list(iter_modules(parse_wast(SCRIPT)))
         assert [(c.kind, m.line) for c, m in pairs] == [
-            ("module", 2), ("module", 3), ("module", 4), ("module", 5), ("module", 6),
-            ("module", 7), ("module", 8), ("module", 9), ("assert_trap", 18),
-            ("assert_malformed", 20), ("assert_malformed", 21), ("assert_invalid", 22),
-            ("assert_unlinkable", 23), ("module", 28),
+            ("module", 2),
+            ("module", 3),
+            ("module", 4),
+            ("module", 5),
+            ("module", 6),
+            ("module", 7),
+            ("module", 8),
+            ("module", 9),
+            ("assert_trap", 18),
+            ("assert_malformed", 20),
+            ("assert_malformed", 21),
+            ("assert_invalid", 22),
+            ("assert_unlinkable", 23),
+            ("module", 28),
         ]
 
     def test_script_meta_commands(self) -> None:
         cmds = parse_wast('(script $S (module) (invoke "f")) (input $S "a.wast") (output "o")')
         assert [(c.kind, c.name, c.file) for c in cmds] == [
-            ("script", "$S", None), ("input", "$S", "a.wast"), ("output", None, "o")
+            ("script", "$S", None),
+            ("input", "$S", "a.wast"),
+            ("output", None, "o"),
         ]
         assert [c.kind for c in cmds[0].commands] == ["module", "invoke"]
         assert len(list(iter_modules(cmds))) == 1
@@ -722,9 +785,7 @@ class TestCommands:
         (cmd,) = parse_wast('(func) (memory 0) (func (export "f"))', "inline.wast")
         assert cmd.kind == "module"
         assert cmd.module is not None
-        assert module_bytes(cmd.module) == wasmtime.wat2wasm(
-            '(module (func) (memory 0) (func (export "f")))'
-        )
+        assert module_bytes(cmd.module) == wat('(module (func) (memory 0) (func (export "f")))')
 
     @pytest.mark.parametrize(
         ("text", "message"),
@@ -734,7 +795,7 @@ class TestCommands:
             ('\n\n(assert_return (invoke "f" (i32.const 1.5)))', r"f\.wast:3: malformed integer"),
             ("(invoke)", r"f\.wast:1: invoke: expected an export name"),
             ('(get "g" (i32.const 1))', r"f\.wast:1: get: takes no arguments"),
-            ('(assert_return (module) (i32.const 1))', r"assert_return: expected an action"),
+            ("(assert_return (module) (i32.const 1))", r"assert_return: expected an action"),
             ('(assert_trap (invoke "f") "a" "b")', r"assert_trap: unexpected Str"),
             ("(assert_invalid)", r"assert_invalid: expected a module or an action"),
             ('(module binary "\\00" 1)', r"module binary: expected strings only"),
@@ -758,13 +819,13 @@ class TestModuleBytes:
         cmds = parse_wast(SCRIPT, "s.wast")
         mods = [m for _, m in iter_modules(cmds)]
         m1, b0, _, quote, definition, _, instance = mods[:7]
-        assert module_bytes(m1) == wasmtime.wat2wasm(
+        assert module_bytes(m1) == wat(
             '(module $M1 (func (export "f") (param i32) (result i32) (local.get 0)))'
         )
         assert module_bytes(b0) == b"\0asm\1\0\0\0"
         assert module_bytes(quote) is None
         assert module_bytes(instance) is None
-        assert module_bytes(definition) == wasmtime.wat2wasm("(module $D (memory 1))")
+        assert module_bytes(definition) == wat("(module $D (memory 1))")
 
     def test_bad_text_reports_file_and_line(self) -> None:
         cmds = parse_wast("(module)\n\n(module (func (i32.frob)))", "bad.wast")
@@ -790,31 +851,32 @@ class TestModuleBytes:
         mod = one_command("(module (func (i32.frob)))").module
         assert mod is not None
         for _ in range(2):
-            with pytest.raises(WatConversionError, match="i32.frob"):
+            with pytest.raises(WatConversionError, match=r"i32\.frob"):
                 module_bytes(mod)
         assert len(list((tmp_path / "cache" / "wast").rglob("*.err"))) == 1
 
-    def test_concurrent_writers(self, tmp_path: Path) -> None:
+    def test_concurrent_threads(self, tmp_path: Path) -> None:
         mods = [one_command(f"(module (memory {i % 4}))").module for i in range(64)]
-        results: dict[int, bytes | None] = {}
-        errors: list[BaseException] = []
-
-        def work(index: int, mod: WastModule | None) -> None:
-            try:
-                assert mod is not None
-                results[index] = module_bytes(mod)
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(i, m)) for i, m in enumerate(mods)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors
-        for i in range(64):
-            assert results[i] == wasmtime.wat2wasm(f"(module (memory {i % 4}))")
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda m: module_bytes(m) if m else None, mods))
+        for i, result in enumerate(results):
+            assert result == wat(f"(module (memory {i % 4}))")
         assert len(list((tmp_path / "cache" / "wast").rglob("*.wasm"))) == 4
+        assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+    def test_concurrent_processes(self, tmp_path: Path) -> None:
+        script = (
+            "from tests.support.wast import parse_wast, iter_modules, module_bytes\n"
+            "text = ' '.join(f'(module (memory {i}) (func (export \"{i}\")))' for i in range(40))\n"
+            "for _, m in iter_modules(parse_wast(text)):\n"
+            "    assert module_bytes(m)[:4] == b'\\0asm'\n"
+        )
+        procs = [
+            subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=os.environ.copy())
+            for _ in range(3)
+        ]
+        assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+        assert len(list((tmp_path / "cache" / "wast").rglob("*.wasm"))) == 40
         assert not list((tmp_path / "cache").rglob("*.tmp"))
 
     def test_unwritable_cache_still_converts(
@@ -825,7 +887,7 @@ class TestModuleBytes:
         monkeypatch.setenv("WASYNC_TEST_CACHE", str(blocker))
         mod = one_command("(module (memory 2))").module
         assert mod is not None
-        assert module_bytes(mod) == wasmtime.wat2wasm("(module (memory 2))")
+        assert module_bytes(mod) == wat("(module (memory 2))")
 
     def test_cache_dir_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("WASYNC_TEST_CACHE")
@@ -848,7 +910,7 @@ class TestWatForWasmtime:
               catch_all try (rethrow $l) delegate 0 (i32.const 2) end))"""
         rewritten = wat_for_wasmtime(folded)
         assert rewritten.count("\n") == folded.count("\n")
-        assert wasmtime.wat2wasm(rewritten) == wasmtime.wat2wasm(flat)
+        assert wat(rewritten) == wat(flat)
 
     def test_try_table_untouched(self) -> None:
         text = "(module (func (try_table (do))))"
@@ -871,7 +933,10 @@ def test_spec_files_sorted_and_recursive(tmp_path: Path) -> None:
     for name in ("z.wast", "a.wast", "b/c.wast", "b/d.wat", "b/e.wast"):
         (tmp_path / name).write_text("(module)")
     assert [p.relative_to(tmp_path).as_posix() for p in spec_files(tmp_path)] == [
-        "a.wast", "b/c.wast", "b/e.wast", "z.wast"
+        "a.wast",
+        "b/c.wast",
+        "b/e.wast",
+        "z.wast",
     ]
     assert parse_wast_file(tmp_path / "a.wast")[0].path == str(tmp_path / "a.wast")
 

@@ -171,8 +171,10 @@ class _Reader:
         if flags & ~allowed:
             self.fail(f"malformed limits flags 0x{flags:02x}", start)
         is64 = bool(flags & 4)
-        lo = self.u64() if is64 else self.u32()
-        hi = (self.u64() if is64 else self.u32()) if flags & 1 else None
+        # Wasm 3.0 reads every bound as u64; a 32-bit memory or table with a
+        # bound past 2^32 is invalid, not malformed.
+        lo = self.u64()
+        hi = self.u64() if flags & 1 else None
         page = self.u32() if flags & 8 else None
         return Limits(lo, hi, bool(flags & 2), is64, page)
 

@@ -737,6 +737,8 @@ def _uleb(value: int) -> bytes:
 def _shape(name: str, imms: tuple[Imm, ...], rule: str | None) -> Shape:
     if name == "end":
         return Shape.END
+    if name == "delegate":  # closes a block: keep it off the index fast path
+        return Shape.OTHER
     if imms == (Imm.BLOCKTYPE,):
         return Shape.BLOCK
     if not imms:
