@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 from typing import TYPE_CHECKING, NoReturn
@@ -13,6 +14,7 @@ from tests.support import corpus
 from tests.support.corpus import REAL_WORLD, NpmWasm, compile_c, run_wasi
 
 if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
     from pathlib import Path
 
 PROGRAMS = corpus.c_programs()
@@ -74,6 +76,21 @@ def test_npm_file_skips_without_npm(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 # --------------------------------------------------------------------------------------------
 # C programs
+
+
+def test_compile_c_skips_without_ziglang(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, package: str | None = None) -> ModuleSpec | None:
+        return None if name == "ziglang" else real_find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    corpus.zig_version.cache_clear()
+    try:
+        with pytest.raises(pytest.skip.Exception, match="ziglang"):
+            compile_c("int main(void) { return 0; }\n")
+    finally:
+        corpus.zig_version.cache_clear()
 
 
 def test_compile_c_reports_compiler_errors() -> None:

@@ -42,6 +42,7 @@ from wasync._binary.types import (
     TagType,
 )
 from wasync._binary.valtypes import write_valtype
+from wasync._errors import DecodeError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -245,7 +246,7 @@ def _custom(out: bytearray, c: CustomSection, canonical: bool) -> None:
             ):
                 out += c.raw
                 return
-        except Exception:
+        except DecodeError:  # a stale raw copy just gets re-encoded
             pass
     payload = bytearray()
     _name(payload, c.name)

@@ -13,7 +13,7 @@ empty stack), so the state before every instruction costs one pointer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 from wasync._binary.opcodes import OPS, Imm, Op
@@ -95,6 +95,41 @@ def _fixed(op: Op) -> tuple[int, tuple[StackType, ...]] | None:
 
 _FIXED: list[tuple[int, tuple[StackType, ...]] | None] = [_fixed(op) for op in OPS]
 
+# How the typing loop handles each op: inline fast paths for the commonest.
+(
+    _K_FIXED,
+    _K_LOCAL_GET,
+    _K_LOCAL_SET,
+    _K_LOCAL_TEE,
+    _K_GLOBAL_GET,
+    _K_MEMARG,
+    _K_DROP,
+    _K_CALL,
+    _K_BR_IF,
+    _K_OTHER,
+) = range(10)
+_FAST_RULES = {
+    "local.get": _K_LOCAL_GET,
+    "local.set": _K_LOCAL_SET,
+    "local.tee": _K_LOCAL_TEE,
+    "global.get": _K_GLOBAL_GET,
+    "drop": _K_DROP,
+    "br_if": _K_BR_IF,
+}
+
+
+def _kind(op: Op, fx: object) -> int:
+    if fx is not None:
+        return _K_FIXED
+    if op.rule is None and op.imms == (Imm.MEMARG,):
+        return _K_MEMARG  # a fixed effect with the memory's address type
+    if op.name == "call":
+        return _K_CALL
+    return _FAST_RULES.get(op.rule or "", _K_OTHER)
+
+
+_KINDS: list[int] = [_kind(op, fx) for op, fx in zip(OPS, _FIXED, strict=True)]
+
 
 def _memory_operand(op: Op, imm: Any) -> int:
     """Which memory an address-typed instruction uses."""
@@ -119,6 +154,25 @@ class ModuleTypes:
     tables: list[TableType]
     memories: list[Limits]
     tags: list[int]
+
+    _calls: list[tuple[int, tuple[ValType, ...]] | None] | None = None
+    # (op id, memory index) -> resolved fixed effect, filled as the typer meets them
+    address_effects: dict[tuple[int, int], tuple[int, tuple[StackType, ...]]] = field(
+        default_factory=dict
+    )
+
+    def call_effects(self) -> list[tuple[int, tuple[ValType, ...]] | None]:
+        """Per function: (parameter count, results), None if its type is not a
+        function type (the typer reports that when a call uses it)."""
+        if self._calls is None:
+            calls: list[tuple[int, tuple[ValType, ...]] | None] = []
+            for tidx in self.func_type_indices:
+                comp = self.types[tidx].comp if 0 <= tidx < len(self.types) else None
+                calls.append(
+                    (len(comp.params), comp.results) if isinstance(comp, FuncType) else None
+                )
+            self._calls = calls
+        return self._calls
 
     @classmethod
     def from_module(cls, m: BinaryModule) -> ModuleTypes:
@@ -217,7 +271,7 @@ class _Typer:
         self.frames: list[_Frame] = []
         self.index = 0
         self.instr: Instr | None = None
-        self._addr_cache: dict[tuple[int, int], tuple[int, tuple[StackType, ...]]] = {}
+        self._addr_cache = mt.address_effects
 
     # -- errors and lookups ---------------------------------------------------
 
@@ -334,60 +388,139 @@ class _Typer:
 
     def run(self, instrs: Sequence[Instr]) -> StackTyping:
         out = StackTyping()
-        before = out.before
-        heights = out.heights
-        unreach = out.unreachable
+        before = out.before.append
+        heights = out.heights.append
+        unreach = out.unreachable.append
         fixed = _FIXED
+        kinds = _KINDS
+        locals_ = self.locals
+        globals_ = self.mt.globals
+        addr_cache = self._addr_cache
+        calls = self.mt.call_effects()
         ft = self.func_type
-        self.frames.append(_Frame("func", (), ft.results, 0, None, -1))
+        frame = _Frame("func", (), ft.results, 0, None, -1)
         frames = self.frames
+        frames.append(frame)
         n = len(instrs)
+        # The stack and its height live in locals on the fast paths; they are
+        # written back to self before any out-of-line code runs.
+        stack: Stack = None
+        h = 0
         for i, ins in enumerate(instrs):
-            frame = frames[-1]
-            before.append(self.stack)
-            heights.append(self.h)
-            unreach.append(frame.unreachable)
+            before(stack)
+            heights(h)
+            unreach(frame.unreachable)
             op = ins.op
-            fx = fixed[op.id]
-            if fx is not None:
-                npop, push = fx
-                if self.h - npop >= frame.height:
-                    stack = self.stack
+            kind = kinds[op.id]
+            if kind == _K_FIXED:
+                npop, push = fixed[op.id]  # type: ignore[misc]
+                if h - npop >= frame.height:
                     for _ in range(npop):
                         stack = stack[1]  # type: ignore[index]  # the height says it is there
                     for t in push:
                         stack = (t, stack)
-                    self.stack = stack
-                    self.h += len(push) - npop
+                    h += len(push) - npop
                     continue
-                self.index, self.instr = i, ins
-                self.pop_n(npop)
-                self.push_all(push)
-                continue
+            elif kind == _K_LOCAL_GET:
+                idx = ins.imm
+                if idx < len(locals_):
+                    stack = (locals_[idx], stack)
+                    h += 1
+                    continue
+            elif kind == _K_LOCAL_SET:
+                if h > frame.height and ins.imm < len(locals_):
+                    stack = stack[1]  # type: ignore[index]
+                    h -= 1
+                    continue
+            elif kind == _K_LOCAL_TEE:
+                idx = ins.imm
+                if h > frame.height and idx < len(locals_):
+                    stack = (locals_[idx], stack[1])  # type: ignore[index]
+                    continue
+            elif kind == _K_GLOBAL_GET:
+                idx = ins.imm
+                if idx < len(globals_):
+                    stack = (globals_[idx].type, stack)
+                    h += 1
+                    continue
+            elif kind == _K_MEMARG:
+                eff = addr_cache.get((op.id, ins.imm.memory))
+                if eff is not None and h - eff[0] >= frame.height:
+                    for _ in range(eff[0]):
+                        stack = stack[1]  # type: ignore[index]
+                    for t in eff[1]:
+                        stack = (t, stack)
+                    h += len(eff[1]) - eff[0]
+                    continue
+            elif kind == _K_DROP:
+                if h > frame.height:
+                    stack = stack[1]  # type: ignore[index]
+                    h -= 1
+                    continue
+            elif kind == _K_CALL:
+                idx = ins.imm
+                if idx < len(calls):
+                    eff = calls[idx]
+                    if eff is not None and h - eff[0] >= frame.height:
+                        for _ in range(eff[0]):
+                            stack = stack[1]  # type: ignore[index]
+                        for t in eff[1]:
+                            stack = (t, stack)
+                        h += len(eff[1]) - eff[0]
+                        continue
+            elif kind == _K_BR_IF:
+                depth = ins.imm
+                if depth < len(frames):
+                    target = frames[-1 - depth]
+                    types = target.start_types if target.kind == "loop" else target.end_types
+                    npop = len(types) + 1
+                    if h - npop >= frame.height:
+                        for _ in range(npop):
+                            stack = stack[1]  # type: ignore[index]
+                        for t in types:
+                            stack = (t, stack)
+                        h -= 1
+                        continue
+            # Everything else, and the fast paths' rare cases (underflow in
+            # unreachable code, bad indices), out of line.
+            self.stack = stack
+            self.h = h
             self.index, self.instr = i, ins
-            rule = op.rule
-            if rule is None:  # fixed, but with address types to resolve
-                key = (op.id, _memory_operand(op, ins.imm))
-                eff = self._addr_cache.get(key)
-                if eff is None:
-                    addr = self.address(key[1])
-                    assert op.params is not None
-                    assert op.results is not None
-                    tok = {**_TOKENS, "A": addr}
-                    eff = len(op.params), tuple(tok[t] for t in op.results)
-                    self._addr_cache[key] = eff
-                self.pop_n(eff[0])
-                self.push_all(eff[1])
-                continue
-            handler = _RULES.get(rule)
-            if handler is None:  # pragma: no cover - the table and the rules disagree
-                raise AssertionError(f"no typing rule {rule!r}")
-            handler(self, ins, out)
+            self._slow(ins, kind, out)
             if not frames:
                 if i != n - 1:
                     raise self.fail("instructions after the end of the function")
                 return out
+            stack = self.stack
+            h = self.h
+            frame = frames[-1]
         raise self.fail("function body does not end with `end`")
+
+    def _slow(self, ins: Instr, kind: int, out: StackTyping) -> None:
+        op = ins.op
+        fx = _FIXED[op.id]
+        if fx is not None:
+            self.pop_n(fx[0])
+            self.push_all(fx[1])
+            return
+        rule = op.rule
+        if rule is None:  # fixed, but with address types to resolve
+            key = (op.id, _memory_operand(op, ins.imm))
+            eff = self._addr_cache.get(key)
+            if eff is None:
+                addr = self.address(key[1])
+                assert op.params is not None
+                assert op.results is not None
+                tok = {**_TOKENS, "A": addr}
+                eff = len(op.params), tuple(tok[t] for t in op.results)
+                self._addr_cache[key] = eff
+            self.pop_n(eff[0])
+            self.push_all(eff[1])
+            return
+        handler = _RULES.get(rule)
+        if handler is None:  # pragma: no cover - the table and the rules disagree
+            raise AssertionError(f"no typing rule {rule!r}")
+        handler(self, ins, out)
 
     # -- rules ----------------------------------------------------------------
 
