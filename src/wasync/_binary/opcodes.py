@@ -28,9 +28,12 @@ import enum
 import re
 from dataclasses import dataclass, field
 
+from wasync._binary.leb import uleb
+
 __all__ = [
     "OPS",
     "PREFIXES",
+    "U32_IMMS",
     "Imm",
     "Op",
     "Shape",
@@ -722,18 +725,6 @@ _TABLE = """\
 _EFFECT_TOKEN = re.compile(r"\(ref [a-z0-9]+\)|[A-Za-z0-9_]+")
 
 
-def _uleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _shape(name: str, imms: tuple[Imm, ...], rule: str | None) -> Shape:
     if name == "end":
         return Shape.END
@@ -785,7 +776,7 @@ def _parse_table() -> tuple[Op, ...]:
                 raise RuntimeError(f"opcode table line {lineno}: bad effect {effect!r}")
             params = tuple(_EFFECT_TOKEN.findall(left))
             results = tuple(_EFFECT_TOKEN.findall(right))
-        opcode_bytes = bytes([code]) if prefix is None else bytes([prefix]) + _uleb(code)
+        opcode_bytes = bytes([code]) if prefix is None else bytes([prefix]) + uleb(code)
         ops.append(
             Op(
                 id=len(ops),

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from wasync._binary.leb import leb_is_canonical, read_sleb, read_uleb, sleb, uleb
-from wasync._binary.opcodes import BY_BYTE, BY_PREFIX, OPS, Imm, Op, Shape
+from wasync._binary.opcodes import BY_BYTE, BY_PREFIX, OPS, U32_IMMS, Imm, Op, Shape
 from wasync._binary.types import NumType, ValType
 from wasync._binary.valtypes import (
     read_blocktype,
@@ -196,7 +196,7 @@ def _read_memarg(data: bytes, pos: int) -> tuple[MemArg, int, bool]:
 
 def _read_imm(kind: Imm, data: bytes, pos: int) -> tuple[ImmValue, int, bool]:
     """Read one immediate of any kind: (value, position, canonical?)."""
-    if kind in _U32_KINDS:
+    if kind in U32_IMMS:
         return _read_u32(data, pos)
     if kind is Imm.MEMARG:
         return _read_memarg(data, pos)
@@ -257,24 +257,6 @@ def _read_imm(kind: Imm, data: bytes, pos: int) -> tuple[ImmValue, int, bool]:
             canonical = canonical and c
         return tuple(catches), pos, canonical
     raise AssertionError(f"unhandled immediate kind {kind}")  # pragma: no cover
-
-
-_U32_KINDS = frozenset(
-    {
-        Imm.LABEL,
-        Imm.FUNC,
-        Imm.TYPE,
-        Imm.TABLE,
-        Imm.MEMORY,
-        Imm.LOCAL,
-        Imm.GLOBAL,
-        Imm.TAG,
-        Imm.ELEM,
-        Imm.DATA,
-        Imm.FIELD,
-        Imm.COUNT,
-    }
-)
 
 
 def _read_generic(op: Op, data: bytes, pos: int) -> tuple[ImmValue, int, bool]:
@@ -495,7 +477,7 @@ class Body:
 
 
 def _write_imm(kind: Imm, value: ImmValue, out: bytearray) -> None:
-    if kind in _U32_KINDS:
+    if kind in U32_IMMS:
         out += uleb(value)
     elif kind is Imm.MEMARG:
         m: MemArg = value
