@@ -218,3 +218,26 @@ def test_instr_equality_and_text() -> None:
     ins = wasync.Instr(load, wasync.MemArg(3, 16, 1))
     assert str(ins) == "i64.load 1 offset=16 align=8"
     assert wasync.Instr(load, wasync.MemArg(3, 16)) != ins
+
+
+def test_huge_local_declarations_are_not_materialised() -> None:
+    """A body may declare up to 2^32 - 1 locals: typing must not build a list of them."""
+    body = (
+        b"\x02" + uleb(2**32 - 2) + b"\x7e" + b"\x01\x7d" + b"\x20" + uleb(2**32 - 2) + b"\x1a\x0b"
+    )
+    code = uleb(1) + uleb(len(body)) + body
+    data = (
+        b"\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x02\x01\x00\x0a"
+        + uleb(len(code))
+        + code
+    )
+    m = wasync.decode_module(data)
+    b = m.body(0)
+    types = b.local_types()
+    assert len(types) == 2**32 - 1
+    assert (types[0], types[2**32 - 3], types[2**32 - 2]) == (NumType.I64, NumType.I64, NumType.F32)
+    typing = wasync.type_function(m, 0, body=b)
+    assert typing.types_before(1) == (NumType.F32,)
+    too_many = b"\x02" + uleb(2**32 - 1) + b"\x7e" + b"\x01\x7d" + b"\x0b"
+    with pytest.raises(DecodeError, match="too many locals"):
+        wasync.decode_body(too_many)

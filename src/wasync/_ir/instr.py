@@ -24,8 +24,10 @@ shuffles 16 ``bytes``; heap types :data:`~wasync._binary.types.HeapType`; typed
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, overload
 
 from wasync._binary.leb import leb_is_canonical, read_sleb, read_uleb, sleb, uleb
 from wasync._binary.opcodes import BY_BYTE, BY_PREFIX, OPS, U32_IMMS, Imm, Op, Shape
@@ -462,15 +464,69 @@ class Body:
     # The original encoding of the local declarations when it was not canonical.
     locals_raw: bytes | None = None
 
-    def local_types(self) -> list[ValType]:
-        out: list[ValType] = []
-        for count, t in self.locals:
-            out.extend([t] * count)
-        return out
+    def local_types(self, params: Sequence[ValType] = ()) -> Sequence[ValType]:
+        """The type of every local, `params` first: a list, or (for the huge
+        declarations a binary may hold, up to 2^32 locals) a run-length view
+        that answers indexing without materialising every entry."""
+        return LocalTypes(params, self.locals)
 
     def encode(self) -> bytes:
         """The body's encoding (what :class:`~wasync.FuncBody` holds as `raw`)."""
         return encode_body(self)
+
+
+class LocalTypes(Sequence[ValType]):
+    """Local types by index from (count, type) runs, in O(log runs) per lookup."""
+
+    __slots__ = ("_ends", "_flat", "_types")
+
+    _FLAT_LIMIT = 1 << 16
+
+    def __init__(self, params: Sequence[ValType], runs: Sequence[tuple[int, ValType]]) -> None:
+        ends: list[int] = []
+        types: list[ValType] = []
+        total = 0
+        for t in params:
+            total += 1
+            ends.append(total)
+            types.append(t)
+        for count, t in runs:
+            if count:
+                total += count
+                ends.append(total)
+                types.append(t)
+        self._ends = ends
+        self._types = types
+        self._flat: list[ValType] | None = None
+        if total <= self._FLAT_LIMIT:
+            flat: list[ValType] = []
+            start = 0
+            for end, t in zip(ends, types, strict=True):
+                flat.extend([t] * (end - start))
+                start = end
+            self._flat = flat
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    @overload
+    def __getitem__(self, index: int) -> ValType: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ValType]: ...
+    def __getitem__(self, index: int | slice) -> ValType | Sequence[ValType]:
+        if self._flat is not None:
+            return self._flat[index]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("local index out of range")
+        return self._types[bisect_right(self._ends, index)]
+
+    def as_list(self) -> list[ValType] | None:
+        """The plain list of types, or None when there are too many locals for one."""
+        return self._flat
 
 
 # -- encoding ---------------------------------------------------------------

@@ -35,7 +35,7 @@ from wasync._binary.types import (
     ValType,
 )
 from wasync._errors import ValidationError
-from wasync._ir.instr import Body, Instr, MemArg
+from wasync._ir.instr import Body, Instr, LocalTypes, MemArg
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -264,7 +264,8 @@ class _Typer:
     ) -> None:
         self.mt = mt
         self.func_type = func_type
-        self.locals = list(func_type.params) + list(local_types)
+        flat = local_types.as_list() if isinstance(local_types, LocalTypes) else None
+        self.locals: Sequence[ValType] = flat if flat is not None else local_types
         self.func_index = func_index
         self.stack: Stack = None
         self.h = 0
@@ -932,7 +933,8 @@ def type_body(
     Raises :class:`~wasync._errors.ValidationError` for code that does not
     type-check structurally (underflow, unbalanced blocks, unknown indices).
     """
-    return _Typer(module_types, func_type, body.local_types(), func_index).run(body.instrs)
+    local_types = body.local_types(func_type.params)
+    return _Typer(module_types, func_type, local_types, func_index).run(body.instrs)
 
 
 def type_function(
