@@ -8,6 +8,9 @@ The binary toolkit under everything else:
 * :func:`decode_body` turns a body into :class:`Instr` objects driven by the
   one opcode table (:data:`OPCODES`), and :func:`encode_body` writes it back.
 * :func:`type_body` computes the operand-stack types before every instruction.
+* :func:`instantiate` runs a :class:`Module` whose imports may be ``async def``
+  functions, with the "fiber", "asyncify" or "thread" strategy; exports are
+  awaited (``await inst.exports.main(1, 2)``).
 * Errors derive from :class:`WasyncError`: :class:`DecodeError` for malformed
   binaries (with byte offset, section and function), :class:`ValidationError`
   for code that does not type-check.
@@ -50,7 +53,16 @@ from wasync._binary.types import (
     TagType,
     ValType,
 )
-from wasync._errors import DecodeError, ValidationError, WasyncError
+from wasync._errors import (
+    AsyncifyStackOverflow,
+    DecodeError,
+    InstanceBusy,
+    LinkError,
+    ReentrancyError,
+    Trap,
+    ValidationError,
+    WasyncError,
+)
 from wasync._inspect import ModuleSummary, features_used, summarize
 from wasync._ir.instr import (
     Body,
@@ -63,6 +75,17 @@ from wasync._ir.instr import (
     encode_instrs,
 )
 from wasync._ir.stack import BOT, ModuleTypes, StackTyping, type_body, type_function
+from wasync._runtime._host import async_import, with_caller
+from wasync._runtime._instance import (
+    Caller,
+    Exports,
+    Instance,
+    Memory,
+    MemoryAccessError,
+    Strategy,
+    instantiate,
+)
+from wasync._runtime._module import ExportInfo, ImportInfo, Module
 
 __version__ = "0.1.0"
 
@@ -71,8 +94,10 @@ __all__ = [
     "OPCODES",
     "AbsHeap",
     "ArrayType",
+    "AsyncifyStackOverflow",
     "BinaryModule",
     "Body",
+    "Caller",
     "Catch",
     "ConstExpr",
     "CustomSection",
@@ -80,6 +105,8 @@ __all__ = [
     "DecodeError",
     "Element",
     "Export",
+    "ExportInfo",
+    "Exports",
     "ExternKind",
     "FieldType",
     "FuncBody",
@@ -89,28 +116,39 @@ __all__ = [
     "HeapType",
     "Imm",
     "Import",
+    "ImportInfo",
+    "Instance",
+    "InstanceBusy",
     "Instr",
     "Limits",
+    "LinkError",
     "MemArg",
+    "Memory",
+    "MemoryAccessError",
+    "Module",
     "ModuleSummary",
     "ModuleTypes",
     "NumType",
     "Op",
     "PackedType",
     "RecGroup",
+    "ReentrancyError",
     "RefType",
     "SectionId",
     "SegmentMode",
     "StackTyping",
+    "Strategy",
     "StructType",
     "SubType",
     "Table",
     "TableType",
     "TagType",
+    "Trap",
     "ValType",
     "ValidationError",
     "WasyncError",
     "__version__",
+    "async_import",
     "decode_body",
     "decode_expr",
     "decode_module",
@@ -118,9 +156,11 @@ __all__ = [
     "encode_instrs",
     "encode_module",
     "features_used",
+    "instantiate",
     "op_by_code",
     "ops_named",
     "summarize",
     "type_body",
     "type_function",
+    "with_caller",
 ]

@@ -4,8 +4,14 @@ Every error a user can cause is raised as a subclass of :class:`WasyncError`::
 
     WasyncError
     ├── DecodeError        malformed binary: byte offset, section, function index
-    └── ValidationError    well-formed binary whose code does not type-check
-                           (operand stack underflow, bad index, ...)
+    ├── ValidationError    well-formed binary whose code does not type-check
+    │                      (operand stack underflow, bad index, ...), or that
+    │                      the engine rejects
+    ├── LinkError          an import is missing, of the wrong kind or signature
+    ├── Trap               the WebAssembly code trapped (message, wasm backtrace)
+    │   └── AsyncifyStackOverflow   the Asyncify data buffer was too small
+    ├── InstanceBusy       a call is already running on the instance
+    └── ReentrancyError    an import called back into its suspended instance
 
 Errors carry their context as attributes so that tools can report them
 precisely; ``str(error)`` renders that context in one line.
@@ -13,7 +19,16 @@ precisely; ``str(error)`` renders that context in one line.
 
 from __future__ import annotations
 
-__all__ = ["DecodeError", "ValidationError", "WasyncError"]
+__all__ = [
+    "AsyncifyStackOverflow",
+    "DecodeError",
+    "InstanceBusy",
+    "LinkError",
+    "ReentrancyError",
+    "Trap",
+    "ValidationError",
+    "WasyncError",
+]
 
 
 class WasyncError(Exception):
@@ -79,3 +94,60 @@ class DecodeError(_LocatedError):
 
 class ValidationError(_LocatedError):
     """The binary is well-formed but its code does not type-check."""
+
+
+class LinkError(WasyncError):
+    """An import could not be satisfied: missing, wrong kind, wrong signature."""
+
+    def __init__(self, message: str, *, module: str | None = None, name: str | None = None) -> None:
+        self.module = module
+        self.name = name
+        where = f"import {module}.{name}: " if module is not None and name is not None else ""
+        super().__init__(where + message)
+
+
+class Trap(WasyncError):
+    """WebAssembly code trapped. `frames` is the wasm backtrace, innermost first,
+    as ``(function index, function name or None, module offset)`` triples."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        frames: tuple[tuple[int, str | None, int], ...] = (),
+        code: str | None = None,
+    ) -> None:
+        self.message = message
+        self.frames = frames
+        self.code = code
+        super().__init__(self._render())
+
+    def backtrace(self) -> str:
+        lines = []
+        for index, name, offset in self.frames:
+            label = f"{name} (function {index})" if name else f"function {index}"
+            lines.append(f"  at {label}, module offset 0x{offset:x}")
+        return "\n".join(lines)
+
+    def _render(self) -> str:
+        bt = self.backtrace()
+        return f"{self.message}\nwasm backtrace:\n{bt}" if bt else self.message
+
+
+class AsyncifyStackOverflow(Trap):
+    """The Asyncify data buffer could not hold the unwound stack."""
+
+    def __init__(self, message: str, *, needed: int, available: int) -> None:
+        self.needed = needed
+        self.available = available
+        super().__init__(message)
+
+
+class InstanceBusy(WasyncError):
+    """A call is already running on this instance and the instance was created
+    with ``on_busy="error"`` (an instance has one shadow stack in its memory, so
+    calls on one instance never overlap)."""
+
+
+class ReentrancyError(WasyncError):
+    """An import called back into the instance that is suspended waiting for it."""

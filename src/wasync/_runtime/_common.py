@@ -1,0 +1,151 @@
+"""Pieces every strategy shares: signatures, plain host callbacks, export
+lookup, turning a finished call's trap or error into the right exception."""
+
+from __future__ import annotations
+
+import ctypes
+import inspect
+from typing import TYPE_CHECKING, Any, Protocol
+
+import wasmtime
+
+from wasync._binary.types import ExternKind, FuncType, NumType
+from wasync._errors import Trap, WasyncError
+from wasync._runtime._ffi import (
+    ffi,
+    func_kinds,
+    new_trap,
+    read_val,
+    take_error,
+    take_trap,
+    write_val,
+)
+from wasync._runtime._instance import Memory
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from wasync._runtime._host import HostFunc
+    from wasync._runtime._module import Module
+
+__all__ = [
+    "ExportFunc",
+    "HostErrorSink",
+    "epoch_yield_and_update",
+    "lookup_exports",
+    "raise_call_failure",
+    "sync_callback",
+    "wasmtime_functype",
+]
+
+ExportFunc = tuple[Any, tuple[int, ...], tuple[int, ...]]  # (wasmtime_func_t, params, results)
+
+
+class HostErrorSink(Protocol):
+    """Where a host callback leaves the exception it turned into a trap."""
+
+    _host_error: BaseException | None
+
+
+_VALTYPES: dict[NumType, Callable[[], wasmtime.ValType]] = {
+    NumType.I32: wasmtime.ValType.i32,
+    NumType.I64: wasmtime.ValType.i64,
+    NumType.F32: wasmtime.ValType.f32,
+    NumType.F64: wasmtime.ValType.f64,
+    NumType.V128: lambda: wasmtime.ValType._from_ptr(ffi.wasm_valtype_new(4), None),  # WASM_V128
+}
+
+# Declared with a wrong return type in wasmtime's bindings: it returns nothing.
+epoch_yield_and_update = ctypes.CFUNCTYPE(
+    None, ctypes.POINTER(ffi.wasmtime_context_t), ctypes.c_uint64
+)(("wasmtime_context_epoch_deadline_async_yield_and_update", ffi.dll))
+
+
+def wasmtime_functype(ft: FuncType) -> wasmtime.FuncType:
+    params = [_VALTYPES[t]() for t in ft.params if isinstance(t, NumType)]
+    results = [_VALTYPES[t]() for t in ft.results if isinstance(t, NumType)]
+    return wasmtime.FuncType(params, results)
+
+
+def raise_call_failure(
+    trap_ptr: Any, error_ptr: Any, host_error: BaseException | None, names: dict[int, str]
+) -> None:
+    """Raise what a finished call left in its trap/error out-parameters, if anything.
+
+    A trap we injected for a failing host function re-raises that function's own
+    exception, with the wasm backtrace as a note and the Trap as its cause."""
+    if error_ptr or trap_ptr:
+        trap = take_error(error_ptr, names) if error_ptr else take_trap(trap_ptr, names)
+        if host_error is not None and isinstance(trap, Trap):
+            bt = trap.backtrace()
+            if bt:
+                host_error.add_note("wasm backtrace:\n" + bt)
+            raise host_error from trap
+        raise trap
+
+
+def _kind(ext: Any) -> int:
+    return int(ext.kind)
+
+
+def lookup_exports(
+    ctx: Any, raw: Any, module: Module, context: Callable[[], Any]
+) -> tuple[dict[str, ExportFunc], dict[str, Memory]]:
+    """The callable function exports and the memories of a fresh instance."""
+    funcs: dict[str, ExportFunc] = {}
+    memories: dict[str, Memory] = {}
+    for export in module.exports:
+        ext = ffi.wasmtime_extern_t()
+        name = export.name.encode()
+        found = ffi.wasmtime_instance_export_get(
+            ctx, ctypes.byref(raw), ctypes.create_string_buffer(name), len(name), ctypes.byref(ext)
+        )
+        if not found:
+            continue
+        if export.kind is ExternKind.FUNC and isinstance(export.type, FuncType):
+            try:
+                params = func_kinds(export.type.params, f"export {export.name}")
+                results = func_kinds(export.type.results, f"export {export.name}")
+            except WasyncError:
+                continue  # reference-typed exports cannot be called yet
+            func = ffi.wasmtime_func_t()
+            ctypes.pointer(func)[0] = ext.of.func
+            funcs[export.name] = (func, params, results)
+        elif export.kind is ExternKind.MEMORY and _kind(ext) == ffi.WASMTIME_EXTERN_MEMORY.value:
+            mem = ffi.wasmtime_memory_t()
+            ctypes.pointer(mem)[0] = ext.of.memory
+            memories[export.name] = Memory(context, mem, export.name)
+    return funcs, memories
+
+
+def sync_callback(backend: HostErrorSink, hf: HostFunc, caller: object) -> Any:
+    """A raw synchronous host callback for a plain callable (shared by the
+    strategies that call plain imports directly)."""
+    kinds = hf.param_kinds
+    result_kinds = hf.result_kinds
+    fn = hf.fn
+    wants_caller = hf.wants_caller
+    label = hf.label
+
+    def callback(env: Any, c: Any, args: Any, nargs: int, results: Any, nresults: int) -> int:
+        try:
+            values = [read_val(args[i], k) for i, k in enumerate(kinds)]
+            value = fn(caller, *values) if wants_caller else fn(*values)
+            if inspect.isawaitable(value):
+                close = getattr(value, "close", None)
+                if close is not None:
+                    close()
+                raise TypeError(
+                    f"import {label} is a plain function but returned an awaitable: "
+                    "make it `async def` or mark it with wasync.async_import"
+                )
+            out = hf.convert_result(value)
+            for i, k in enumerate(result_kinds):
+                write_val(results[i], k, out[i])
+            return 0
+        except BaseException as e:  # noqa: BLE001 - must not unwind into C; re-raised after
+            backend._host_error = e
+            trap = new_trap(f"import {label} raised {type(e).__name__}: {e}")
+            return ctypes.cast(trap, ctypes.c_void_p).value or 0
+
+    return callback

@@ -1,0 +1,141 @@
+"""Host functions: resolving the ``imports`` mapping against a module's imports."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from wasync._binary.types import ExternKind, FuncType
+from wasync._errors import LinkError
+from wasync._runtime._ffi import func_kinds
+
+if TYPE_CHECKING:
+    from wasync._runtime._module import Module
+
+__all__ = ["HostFunc", "async_import", "resolve_imports", "with_caller"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_CALLER_FLAG = "__wasync_caller__"
+_ASYNC_FLAG = "__wasync_async__"
+
+
+def with_caller(fn: _F) -> _F:
+    """Mark a host function as wanting the :class:`~wasync.Caller` (the calling
+    instance: its memory and exports) as its first argument."""
+    setattr(fn, _CALLER_FLAG, True)
+    return fn
+
+
+def async_import(fn: _F) -> _F:
+    """Mark a plain callable that returns an awaitable as an async import
+    (``async def`` functions are recognised without it)."""
+    setattr(fn, _ASYNC_FLAG, True)
+    return fn
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    if getattr(fn, _ASYNC_FLAG, False):
+        return True
+    target = getattr(fn, "func", fn)  # functools.partial
+    if inspect.iscoroutinefunction(target):
+        return True
+    return inspect.iscoroutinefunction(type(fn).__call__)  # an object with `async def __call__`
+
+
+@dataclass(frozen=True, slots=True)
+class HostFunc:
+    """One resolved function import."""
+
+    module: str
+    name: str
+    type: FuncType
+    fn: Callable[..., Any]
+    is_async: bool
+    wants_caller: bool
+    param_kinds: tuple[int, ...]
+    result_kinds: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.module}.{self.name}"
+
+    def convert_result(self, value: object) -> tuple[object, ...]:
+        """The host function's return value as a tuple matching the results."""
+        n = len(self.result_kinds)
+        if n == 0:
+            if value is not None:
+                raise TypeError(
+                    f"import {self.label} returns nothing, but the host returned {value!r}"
+                )
+            return ()
+        if n == 1:
+            return (value,)
+        if not isinstance(value, (tuple, list)) or len(value) != n:
+            raise TypeError(
+                f"import {self.label} returns {n} values, but the host returned {value!r}"
+            )
+        return tuple(value)
+
+
+def resolve_imports(
+    module: Module, imports: Mapping[str, Mapping[str, Callable[..., Any]]] | None
+) -> list[HostFunc]:
+    """Match `imports` against the module's function imports, before anything runs.
+
+    Raises :class:`~wasync.LinkError` for a missing import, a value that is not
+    callable, a callable whose parameter count cannot take the import's
+    parameters, or an import of a kind the runtime cannot provide."""
+    imports = imports or {}
+    out: list[HostFunc] = []
+    for imp in module.imports:
+        if imp.kind is not ExternKind.FUNC:
+            raise LinkError(
+                f"the module imports a {imp.kind}; wasync can only provide function imports "
+                "(export the memory from the module instead)",
+                module=imp.module,
+                name=imp.name,
+            )
+        assert isinstance(imp.type, FuncType)
+        namespace = imports.get(imp.module)
+        if namespace is None or imp.name not in namespace:
+            have = ", ".join(sorted(namespace)) if namespace else "nothing"
+            raise LinkError(
+                f"missing: expected a callable {imp.type} (imports[{imp.module!r}] has {have})",
+                module=imp.module,
+                name=imp.name,
+            )
+        fn = namespace[imp.name]
+        if not callable(fn):
+            raise LinkError(f"not callable: {fn!r}", module=imp.module, name=imp.name)
+        wants_caller = bool(getattr(fn, _CALLER_FLAG, False))
+        _check_arity(fn, len(imp.type.params) + wants_caller, imp.module, imp.name, imp.type)
+        try:
+            params = func_kinds(imp.type.params, f"import {imp.module}.{imp.name}")
+            results = func_kinds(imp.type.results, f"import {imp.module}.{imp.name}")
+        except LinkError as e:
+            raise LinkError(str(e)) from None
+        out.append(
+            HostFunc(
+                imp.module, imp.name, imp.type, fn, _is_async(fn), wants_caller, params, results
+            )
+        )
+    # Entries the module does not import are fine: one mapping may serve many modules.
+    return out
+
+
+def _check_arity(fn: Callable[..., Any], n: int, module: str, name: str, ft: FuncType) -> None:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # builtins without a signature: checked when called
+    try:
+        sig.bind(*range(n))
+    except TypeError:
+        raise LinkError(
+            f"the host function {getattr(fn, '__name__', fn)!r}{sig} cannot take "
+            f"{n} positional argument(s) for {ft}",
+            module=module,
+            name=name,
+        ) from None
