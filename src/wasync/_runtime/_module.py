@@ -151,7 +151,7 @@ class Module:
 
 
 def _desc_type(
-    desc: object, types: list[object]
+    desc: object, types: Sequence[object]
 ) -> FuncType | TableType | Limits | GlobalType | TagType:
     if isinstance(desc, int):
         comp = getattr(types[desc], "comp", None) if desc < len(types) else None
