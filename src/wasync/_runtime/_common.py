@@ -12,12 +12,20 @@ import wasmtime
 from wasync._binary.types import ExternKind, FuncType, NumType
 from wasync._errors import Trap, WasyncError
 from wasync._runtime._ffi import (
+    ASYNC_CALLBACK,
+    NULL_FINALIZER,
+    SYNC_CALLBACK,
+    Marshal,
+    define_async_func,
+    define_func,
+    error_pointer,
     ffi,
     func_kinds,
     new_trap,
     read_val,
     take_error,
     take_trap,
+    trap_address,
     write_val,
 )
 from wasync._runtime._instance import Memory
@@ -31,8 +39,10 @@ if TYPE_CHECKING:
 __all__ = [
     "ExportFunc",
     "HostErrorSink",
+    "define_import",
     "epoch_yield_and_update",
     "lookup_exports",
+    "plain_import_callback",
     "raise_call_failure",
     "sync_callback",
     "wasmtime_functype",
@@ -149,3 +159,58 @@ def sync_callback(backend: HostErrorSink, hf: HostFunc, caller: object) -> Any:
             return ctypes.cast(trap, ctypes.c_void_p).value or 0
 
     return callback
+
+
+_AWAITABLE_ERROR = (
+    "is a plain function but returned an awaitable: "
+    "make it `async def` or mark it with wasync.async_import"
+)
+
+
+def plain_import_callback(backend: HostErrorSink, hf: HostFunc, caller: object) -> Any:
+    """The fast raw callback (SYNC_CALLBACK) calling a plain host function: one
+    struct unpack for the arguments, one for the results. An exception is left
+    in ``backend._host_error`` and becomes a trap."""
+    params = Marshal(hf.param_kinds)
+    results_m = Marshal(hf.result_kinds)
+    fn = hf.fn
+    wants_caller = hf.wants_caller
+    label = hf.label
+    convert = hf.convert_result
+    nres = len(hf.result_kinds)
+
+    def callback(env: int, c: int, args: int, nargs: int, results: int, nresults: int) -> int:
+        try:
+            values = params.unpack(args)
+            value = fn(caller, *values) if wants_caller else fn(*values)
+            if nres == 1 and value.__class__ in (int, float):
+                results_m.pack_into(results, (value,))
+                return 0
+            if inspect.isawaitable(value):
+                close = getattr(value, "close", None)
+                if close is not None:
+                    close()
+                raise TypeError(f"import {label} {_AWAITABLE_ERROR}")
+            results_m.pack_into(results, convert(value))
+            return 0
+        except BaseException as e:  # noqa: BLE001 - must not unwind into C; re-raised after
+            backend._host_error = e
+            return trap_address(f"import {label} raised {type(e).__name__}: {e}")
+
+    return SYNC_CALLBACK(callback)
+
+
+def define_import(linker: Any, hf: HostFunc, callback: Any) -> wasmtime.FuncType:
+    """Define `callback` (SYNC_CALLBACK or ASYNC_CALLBACK) for import `hf` in
+    `linker`; returns the FuncType, which must stay alive with the linker."""
+    ft = wasmtime_functype(hf.type)
+    module = hf.module.encode()
+    name = hf.name.encode()
+    define = define_async_func if isinstance(callback, ASYNC_CALLBACK) else define_func
+    err = define(
+        linker.ptr(), module, len(module), name, len(name), ft.ptr(), callback, None,
+        NULL_FINALIZER,
+    )  # fmt: skip
+    if err:
+        raise take_error(error_pointer(err))
+    return ft

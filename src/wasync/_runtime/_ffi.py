@@ -8,6 +8,7 @@ raw C API instead. Everything that touches ctypes lives here.
 from __future__ import annotations
 
 import ctypes
+import struct
 from typing import TYPE_CHECKING, Any
 
 import wasmtime
@@ -17,17 +18,29 @@ from wasync._binary.types import NumType, RefType, ValType
 from wasync._errors import LinkError, Trap, WasyncError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = [
+    "ASYNC_CALLBACK",
+    "CONTINUATION",
     "KIND_OF",
     "NO_FINALIZER",
+    "NULL_FINALIZER",
+    "SYNC_CALLBACK",
+    "VAL_SIZE",
+    "Marshal",
+    "call_future_poll",
+    "define_async_func",
+    "define_func",
+    "error_pointer",
     "ffi",
     "func_kinds",
     "new_trap",
     "read_val",
+    "store_pointer",
     "take_error",
     "take_trap",
+    "trap_address",
     "write_val",
 ]
 
@@ -149,3 +162,131 @@ def take_error(ptr: Any, names: dict[int, str] | None = None) -> WasyncError:
     if frames:
         return Trap(message, frames=frames)
     return WasyncError(message)
+
+
+# -- fast marshalling -----------------------------------------------------------
+# A wasmtime_val_t is 32 bytes: the kind byte at 0, the value at 8. Reading or
+# writing a whole signature with one struct call is several times faster than
+# going through ctypes structure objects field by field.
+
+VAL_SIZE = ctypes.sizeof(ffi.wasmtime_val_t)
+_VAL_OFFSET = ffi.wasmtime_val_t.of.offset
+_CODES = {0: ("I", 4), 1: ("Q", 8), 2: ("f", 4), 3: ("d", 8), 4: ("16s", 16)}
+_NAMES = {0: "i32", 1: "i64", 2: "f32", 3: "f64", 4: "v128"}
+
+
+def _to_v128(v: object) -> bytes:
+    if not isinstance(v, int):
+        raise TypeError(f"expected an int for v128, got {v!r}")
+    return (v & _MASK128).to_bytes(16, "little")
+
+
+def _int_only(v: object) -> object:
+    if not isinstance(v, int):
+        raise TypeError(f"expected an int, got {v!r}")
+    return v
+
+
+class Marshal:
+    """Packs and unpacks the values of one signature to and from wasmtime_val_t arrays
+    (integers come out signed; v128 as an unsigned 128-bit int)."""
+
+    __slots__ = ("kinds", "nbytes", "pack", "unpack")
+
+    def __init__(self, kinds: tuple[int, ...]) -> None:
+        self.kinds = kinds
+        self.nbytes = nbytes = VAL_SIZE * len(kinds)
+        read = "<"
+        write = "<"
+        for k in kinds:
+            code, size = _CODES[k]
+            rest = VAL_SIZE - _VAL_OFFSET - size
+            read += f"{_VAL_OFFSET}x{code.lower() if k < 2 else code}{rest}x"
+            write += f"B{_VAL_OFFSET - 1}x{code}{rest}x"
+        reader = struct.Struct(read)
+        writer = struct.Struct(write)
+        string_at = ctypes.string_at
+        unpack_raw = reader.unpack
+        self.unpack: Callable[[int], tuple[Any, ...]]
+        self.pack: Callable[[Sequence[object]], bytes]
+        if not kinds:
+            self.unpack = lambda address: ()
+        elif 4 not in kinds:
+            self.unpack = lambda address: unpack_raw(string_at(address, nbytes))
+        else:
+
+            def unpack_v128(address: int) -> tuple[Any, ...]:
+                values = unpack_raw(string_at(address, nbytes))
+                return tuple(
+                    int.from_bytes(v, "little") if k == 4 else v
+                    for k, v in zip(kinds, values, strict=True)
+                )
+
+            self.unpack = unpack_v128
+        pack_raw = writer.pack
+        masks = {0: _MASK32, 1: _MASK64}
+        if len(kinds) == 1 and kinds[0] < 2:
+            kind, mask = kinds[0], masks[kinds[0]]
+            self.pack = lambda values: pack_raw(kind, _int_only(values[0]) & mask)  # type: ignore[operator]
+        else:
+
+            def pack_any(values: Sequence[object]) -> bytes:
+                items: list[object] = []
+                for k, v in zip(kinds, values, strict=True):
+                    items.append(k)
+                    if k < 2:
+                        items.append(_int_only(v) & masks[k])  # type: ignore[operator]
+                    elif k == 4:
+                        items.append(_to_v128(v))
+                    else:
+                        items.append(v)
+                return pack_raw(*items)
+
+            self.pack = pack_any
+
+    def pack_into(self, address: int, values: Sequence[object]) -> None:
+        """Store `values` at `address` (TypeError naming the expected types)."""
+        if not self.kinds:
+            return
+        try:
+            data = self.pack(values)
+        except (struct.error, TypeError, ValueError):
+            want = ", ".join(_NAMES[k] for k in self.kinds)
+            raise TypeError(f"expected ({want}), got {tuple(values)!r}") from None
+        ctypes.memmove(address, data, len(data))
+
+
+# -- raw prototypes -------------------------------------------------------------
+# Our own declarations of the few C functions on the hot path: pointers travel
+# as plain integers (no ctypes pointer objects to build per call).
+
+_vp = ctypes.c_void_p
+_sz = ctypes.c_size_t
+FINALIZER = ctypes.CFUNCTYPE(None, _vp)
+SYNC_CALLBACK = ctypes.CFUNCTYPE(_sz, _vp, _vp, _vp, _sz, _vp, _sz)
+ASYNC_CALLBACK = ctypes.CFUNCTYPE(None, _vp, _vp, _vp, _sz, _vp, _sz, _vp, _vp)
+CONTINUATION = ctypes.CFUNCTYPE(ctypes.c_bool, _vp)
+NULL_FINALIZER = FINALIZER()
+_DEFINE_ARGS = (_vp, ctypes.c_char_p, _sz, ctypes.c_char_p, _sz, _vp)
+define_func = ctypes.CFUNCTYPE(_vp, *_DEFINE_ARGS, SYNC_CALLBACK, _vp, FINALIZER)(
+    ("wasmtime_linker_define_func", ffi.dll)
+)
+define_async_func = ctypes.CFUNCTYPE(_vp, *_DEFINE_ARGS, ASYNC_CALLBACK, _vp, FINALIZER)(
+    ("wasmtime_linker_define_async_func", ffi.dll)
+)
+call_future_poll = ctypes.CFUNCTYPE(ctypes.c_bool, _vp)(("wasmtime_call_future_poll", ffi.dll))
+
+
+def error_pointer(address: int) -> Any:
+    """A wasmtime_error_t* from an integer address (for take_error)."""
+    return ctypes.cast(address, ctypes.POINTER(ffi.wasmtime_error_t))
+
+
+def trap_address(message: str) -> int:
+    """A new wasm_trap_t*, as an integer address."""
+    return ctypes.cast(new_trap(message), ctypes.c_void_p).value or 0
+
+
+def store_pointer(address: int, value: int) -> None:
+    """``*(void **)address = value``."""
+    ctypes.c_void_p.from_address(address).value = value

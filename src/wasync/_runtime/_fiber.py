@@ -13,6 +13,7 @@ callables are ordinary synchronous host functions, with no suspension cost.
 from __future__ import annotations
 
 import ctypes
+import struct
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -22,19 +23,20 @@ import wasmtime
 from wasync._errors import WasyncError
 from wasync._runtime import _aio
 from wasync._runtime._common import (
+    define_import,
     epoch_yield_and_update,
     lookup_exports,
+    plain_import_callback,
     raise_call_failure,
-    sync_callback,
-    wasmtime_functype,
 )
 from wasync._runtime._ffi import (
-    NO_FINALIZER,
+    ASYNC_CALLBACK,
+    CONTINUATION,
+    Marshal,
+    call_future_poll,
     ffi,
-    new_trap,
-    read_val,
-    take_error,
-    write_val,
+    store_pointer,
+    trap_address,
 )
 from wasync._runtime._module import engine_for
 
@@ -79,19 +81,23 @@ class _Ticker:
 _TICKER = _Ticker()
 
 
-class _Pending:
-    """An async import call waiting for its coroutine."""
+_IDLE, _WAITING, _DONE = 0, 1, 2
 
-    __slots__ = ("args", "done", "host", "results", "trap_ret")
 
-    def __init__(
-        self, host: HostFunc, args: tuple[object, ...], results: Any, trap_ret: Any
-    ) -> None:
-        self.host = host
-        self.args = args
-        self.results = results
-        self.trap_ret = trap_ret
-        self.done = False
+class _ExportCall:
+    """An export's signature marshalling and argument/result arrays (reused:
+    calls on one instance never overlap)."""
+
+    __slots__ = ("argv", "func", "m", "n", "params", "results", "resv")
+
+    def __init__(self, func: Any, params: tuple[int, ...], results: tuple[int, ...]) -> None:
+        self.func = func
+        self.params = Marshal(params)
+        self.results = Marshal(results)
+        self.n = len(params)
+        self.m = len(results)
+        self.argv = (ffi.wasmtime_val_t * max(self.n, 1))()
+        self.resv = (ffi.wasmtime_val_t * max(self.m, 1))()
 
 
 class FiberBackend:
@@ -112,12 +118,23 @@ class FiberBackend:
         self._ctx = self._store._context()
         self._linker = wasmtime.Linker(self._engine)
         self._keep: list[object] = []  # ctypes objects wasmtime points at
-        self._pending: _Pending | None = None
+        # The async import call in progress (one per store at a time).
+        self._p_state = _IDLE
+        self._p_host: HostFunc | None = None
+        self._p_args: tuple[object, ...] = ()
+        self._p_out: Marshal | None = None
+        self._p_results = 0
+        self._p_trap = 0
         self._host_error: BaseException | None = None
         self._funcs: dict[str, tuple[Any, tuple[int, ...], tuple[int, ...]]] = {}
         self._memories: dict[str, Memory] = {}
+        self._calls: dict[str, _ExportCall] = {}
         self._names = inst.module.binary.function_names()
-        self._continuation = ffi.wasmtime_func_async_continuation_callback_t(self._poll_pending)
+        self._continuation = CONTINUATION(self._poll_pending)
+        # The wasmtime_async_continuation_t we hand out: {callback, env, finalizer}.
+        self._continuation_bytes = struct.pack(
+            "<QQQ", ctypes.cast(self._continuation, ctypes.c_void_p).value or 0, 0, 0
+        )
         for hf in host:
             self._define(hf, inst)
         if guard is not None:
@@ -130,53 +147,37 @@ class FiberBackend:
     # -- host functions -------------------------------------------------------
 
     def _define(self, hf: HostFunc, inst: Instance) -> None:
-        ft = wasmtime_functype(hf.type)
-        module = hf.module.encode()
-        name = hf.name.encode()
-        caller = inst.caller
         if hf.is_async:
-            cb = ffi.wasmtime_func_async_callback_t(self._async_callback(hf))
-            err = ffi.wasmtime_linker_define_async_func(
-                self._linker.ptr(),
-                ctypes.create_string_buffer(module), len(module),
-                ctypes.create_string_buffer(name), len(name),
-                ft.ptr(), cb, None, NO_FINALIZER,
-            )  # fmt: skip
+            cb = ASYNC_CALLBACK(self._async_callback(hf))
         else:
-            cb = ffi.wasmtime_func_callback_t(sync_callback(self, hf, caller))
-            err = ffi.wasmtime_linker_define_func(
-                self._linker.ptr(),
-                ctypes.create_string_buffer(module), len(module),
-                ctypes.create_string_buffer(name), len(name),
-                ft.ptr(), cb, None, NO_FINALIZER,
-            )  # fmt: skip
-        if err:
-            raise take_error(err)
-        self._keep += [cb, ft]
+            cb = plain_import_callback(self, hf, inst.caller)
+        self._keep += [cb, define_import(self._linker, hf, cb)]
 
     def _async_callback(self, hf: HostFunc) -> Any:
-        kinds = hf.param_kinds
+        params = Marshal(hf.param_kinds)
+        results = Marshal(hf.result_kinds)
+        continuation = self._continuation_bytes
 
         def callback(
-            env: Any, caller: Any, args: Any, nargs: int, results: Any, nresults: int,
-            trap_ret: Any, cont: Any,
-        ) -> None:  # fmt: skip
-            # Runs on the wasm fiber: record the call; the driver does the rest.
-            values = tuple(read_val(args[i], k) for i, k in enumerate(kinds))
-            self._pending = _Pending(hf, values, results, trap_ret)
-            c = cont.contents
-            c.callback = self._continuation
-            c.env = None
-            c.finalizer = NO_FINALIZER
+            env: int, caller: int, args: int, nargs: int, res: int, nres: int, trap: int, cont: int
+        ) -> None:
+            # Runs on the wasm fiber: record the call and hand wasmtime our
+            # continuation; the driver does the rest.
+            self._p_host = hf
+            self._p_args = params.unpack(args)
+            self._p_out = results
+            self._p_results = res
+            self._p_trap = trap
+            self._p_state = _WAITING
+            ctypes.memmove(cont, continuation, len(continuation))
 
         return callback
 
-    def _poll_pending(self, env: Any) -> bool:
-        pending = self._pending
-        if pending is None or pending.done:
-            self._pending = None
-            return True
-        return False
+    def _poll_pending(self, env: int) -> bool:
+        if self._p_state == _WAITING:
+            return False
+        self._p_state = _IDLE
+        return True
 
     # -- driving a call future ------------------------------------------------
 
@@ -184,30 +185,40 @@ class FiberBackend:
         """Poll `fut` to completion, running each async import the wasm code makes
         (the only await points are the imports' own awaitables, and a checkpoint
         when the CPU guard makes the wasm code yield)."""
+        poll = call_future_poll
         try:
-            while not ffi.wasmtime_call_future_poll(fut):
-                pending = self._pending
-                if pending is None or pending.done:
+            while not poll(fut):
+                if self._p_state != _WAITING:
                     await _aio.checkpoint()  # the CPU guard: let the loop run
                     continue
-                hf = pending.host
-                args = (self._inst.caller, *pending.args) if hf.wants_caller else pending.args
+                hf = self._p_host
+                assert hf is not None
                 try:
-                    value = await hf.fn(*args)
-                    values = hf.convert_result(value)
-                    for i, (k, v) in enumerate(zip(hf.result_kinds, values, strict=True)):
-                        write_val(pending.results[i], k, v)
+                    args = self._p_args
+                    if hf.wants_caller:
+                        value = await hf.fn(self._inst.caller, *args)
+                    else:
+                        value = await hf.fn(*args)
+                    out = self._p_out
+                    assert out is not None
+                    if len(out.kinds) == 1 and value.__class__ in (int, float):
+                        out.pack_into(self._p_results, (value,))
+                    else:
+                        out.pack_into(self._p_results, hf.convert_result(value))
                 except Exception as e:  # noqa: BLE001 - delivered to the caller after the trap
                     self._host_error = e
-                    pending.trap_ret[0] = new_trap(
-                        f"async import {hf.label} raised {type(e).__name__}: {e}"
+                    store_pointer(
+                        self._p_trap,
+                        trap_address(f"async import {hf.label} raised {type(e).__name__}: {e}"),
                     )
-                pending.done = True
+                self._p_state = _DONE
         finally:
             # Also on cancellation: deleting an unfinished future drops the fiber
             # and cancels the wasm call cleanly.
             ffi.wasmtime_call_future_delete(fut)
-            self._pending = None
+            self._p_state = _IDLE
+            self._p_host = None
+            self._p_args = ()
 
     async def _instantiate(self) -> None:
         assert self._store is not None
@@ -235,29 +246,27 @@ class FiberBackend:
         return self._ctx
 
     async def call(self, name: str, args: tuple[object, ...]) -> object:
-        entry = self._funcs.get(name)
+        entry = self._calls.get(name)
         if entry is None:
-            raise WasyncError(f"export {name!r} cannot be called (reference-typed signature)")
-        func, params, results = entry
+            found = self._funcs.get(name)
+            if found is None:
+                raise WasyncError(f"export {name!r} cannot be called (reference-typed signature)")
+            entry = self._calls[name] = _ExportCall(*found)
         ctx = self._context()
-        n, m = len(params), len(results)
-        argv = (ffi.wasmtime_val_t * max(n, 1))()
-        for i, (k, v) in enumerate(zip(params, args, strict=True)):
-            write_val(argv[i], k, v)
-        resv = (ffi.wasmtime_val_t * max(m, 1))()
+        entry.params.pack_into(ctypes.addressof(entry.argv), args)
         trap = ctypes.POINTER(ffi.wasm_trap_t)()
         error = ctypes.POINTER(ffi.wasmtime_error_t)()
         self._host_error = None
         fut = ffi.wasmtime_func_call_async(
-            ctx, ctypes.byref(func), argv, n, resv, m, ctypes.byref(trap), ctypes.byref(error)
-        )
+            ctx, ctypes.byref(entry.func), entry.argv, entry.n, entry.resv, entry.m,
+            ctypes.byref(trap), ctypes.byref(error),
+        )  # fmt: skip
         await self._drive(fut)
         raise_call_failure(trap, error, self._take_host_error(), self._names)
-        if m == 0:
-            return None
-        if m == 1:
-            return read_val(resv[0], results[0])
-        return tuple(read_val(resv[i], k) for i, k in enumerate(results))
+        values = entry.results.unpack(ctypes.addressof(entry.resv))
+        if entry.m == 1:
+            return values[0]
+        return values if entry.m else None
 
     def memory(self, name: str) -> Memory | None:
         return self._memories.get(name)
