@@ -1,0 +1,374 @@
+"""One behavioural suite for every runtime strategy.
+
+Each test runs on "fiber" (wasmtime stack switching), "thread" (a worker
+thread) and "asyncify" (the module transformed by Binaryen's
+``wasm-opt --asyncify``, all imports async-capable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+
+import wasync
+
+STRATEGIES = ["fiber", "thread", "asyncify"]
+
+CORE = r"""
+(module
+  (import "env" "get_i32" (func $get_i32 (param i32) (result i32)))
+  (import "env" "get_i64" (func $get_i64 (param i64) (result i64)))
+  (import "env" "get_f32" (func $get_f32 (param f32) (result f32)))
+  (import "env" "get_f64" (func $get_f64 (param f64) (result f64)))
+  (import "env" "plain" (func $plain (param i32 i32) (result i32)))
+  (import "env" "touch" (func $touch (param i32)))
+  (memory (export "memory") 1)
+  (global $g (mut i32) (i32.const 0))
+  (func (export "sum") (param $n i32) (result i32)
+    (local $acc i32) (local $i i32)
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $acc (i32.add (local.get $acc) (call $get_i32 (local.get $i))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $l)))
+    (local.get $acc))
+  (func (export "wide") (param i64) (result i64)
+    (i64.add (call $get_i64 (local.get 0)) (i64.const 1)))
+  (func (export "floats") (param f32 f64) (result f64)
+    (f64.add (f64.promote_f32 (call $get_f32 (local.get 0))) (call $get_f64 (local.get 1))))
+  (func (export "plain_only") (param i32 i32) (result i32)
+    (call $plain (local.get 0) (local.get 1)))
+  (func (export "touch") (param i32) (call $touch (local.get 0)))
+  (func (export "deep") (param $n i32) (result i32)
+    (if (result i32) (i32.eqz (local.get $n))
+      (then (call $get_i32 (i32.const 1)))
+      (else (i32.add (local.get $n) (call 11 (i32.sub (local.get $n) (i32.const 1)))))))
+  (func (export "trap") (param i32) (result i32)
+    (drop (call $get_i32 (local.get 0)))
+    (unreachable))
+  (func (export "set_g") (param i32) (global.set $g (local.get 0)))
+  (func (export "get_g") (result i32) (global.get $g))
+  (func (export "pair") (param i32) (result i32 i64)
+    (call $get_i32 (local.get 0)) (i64.extend_i32_s (local.get 0))))
+"""
+
+
+def module_for(strategy: str, wat: str) -> wasync.Module:
+    if strategy != "asyncify":
+        return wasync.Module.from_wat(wat)
+    from tests.support.binaryen import binaryen_asyncify  # noqa: PLC0415
+
+    return wasync.Module(binaryen_asyncify(wat))
+
+
+class Host:
+    """Import implementations that record what they saw."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.delay = 0.0
+        self.fail_on: int | None = None
+        self.block: asyncio.Event | None = None
+
+    async def get_i32(self, x: int) -> int:
+        self.calls.append(("get_i32", x))
+        await asyncio.sleep(self.delay)
+        if self.block is not None:
+            await self.block.wait()
+        if self.fail_on is not None and x == self.fail_on:
+            raise ValueError(f"no value for {x}")
+        return x * 10
+
+    async def get_i64(self, x: int) -> int:
+        await asyncio.sleep(0)
+        return x * 2
+
+    async def get_f32(self, x: float) -> float:
+        await asyncio.sleep(0)
+        return x / 2
+
+    async def get_f64(self, x: float) -> float:
+        await asyncio.sleep(0)
+        return x * 1.5
+
+    def plain(self, a: int, b: int) -> int:
+        return a * b
+
+    def imports(
+        self, **overrides: Callable[..., Any]
+    ) -> Mapping[str, Mapping[str, Callable[..., Any]]]:
+        env: dict[str, Callable[..., Any]] = {
+            "get_i32": self.get_i32,
+            "get_i64": self.get_i64,
+            "get_f32": self.get_f32,
+            "get_f64": self.get_f64,
+            "plain": self.plain,
+            "touch": lambda x: None,
+        }
+        env.update(overrides)
+        return {"env": env}
+
+
+@pytest.fixture(scope="module", params=STRATEGIES)
+def strategy(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def core(strategy: str) -> wasync.Module:
+    return module_for(strategy, CORE)
+
+
+async def make(core: wasync.Module, strategy: str, host: Host, **kw: Any) -> wasync.Instance:
+    overrides = kw.pop("overrides", {})
+    return await wasync.instantiate(core, host.imports(**overrides), strategy=strategy, **kw)  # type: ignore[arg-type]
+
+
+def test_async_imports_of_every_numeric_type(core: wasync.Module, strategy: str) -> None:
+    async def main() -> None:
+        host = Host()
+        inst = await make(core, strategy, host)
+        assert inst.strategy == strategy
+        assert await inst.exports.sum(5) == 100
+        assert [c for c in host.calls] == [("get_i32", i) for i in range(5)]
+        assert await inst.exports.wide(2**62) == 2**63 + 1 - 2**64  # wraps as i64
+        assert await inst.exports.wide(-7) == -13
+        assert await inst.exports.floats(3.0, 2.0) == 1.5 + 3.0
+        assert await inst.exports.plain_only(6, 7) == 42
+        assert await inst.exports.pair(4) == (40, 4)
+        assert await inst.exports.deep(30) == sum(range(31)) + 10
+
+    asyncio.run(main())
+
+
+def test_exception_in_import_propagates_and_instance_survives(
+    core: wasync.Module, strategy: str
+) -> None:
+    async def main() -> None:
+        host = Host()
+        host.fail_on = 2
+        inst = await make(core, strategy, host)
+        with pytest.raises(ValueError, match="no value for 2") as info:
+            await inst.exports.sum(5)
+        notes = "\n".join(getattr(info.value, "__notes__", []))
+        assert "wasm backtrace" in notes
+        assert isinstance(info.value.__cause__, wasync.Trap)
+        host.fail_on = None
+        assert await inst.exports.sum(3) == 30
+
+    asyncio.run(main())
+
+
+def test_plain_import_exception(core: wasync.Module, strategy: str) -> None:
+    async def main() -> None:
+        host = Host()
+
+        def bad(a: int, b: int) -> int:
+            raise KeyError("plain failure")
+
+        inst = await make(core, strategy, host, overrides={"plain": bad})
+        with pytest.raises(KeyError, match="plain failure"):
+            await inst.exports.plain_only(1, 2)
+        assert await inst.exports.sum(2) == 10
+
+    asyncio.run(main())
+
+
+def test_trap_has_backtrace_and_instance_survives(core: wasync.Module, strategy: str) -> None:
+    async def main() -> None:
+        host = Host()
+        inst = await make(core, strategy, host)
+        with pytest.raises(wasync.Trap) as info:
+            await inst.exports.trap(1)
+        assert "unreachable" in str(info.value)
+        assert info.value.frames
+        assert await inst.exports.sum(2) == 10
+
+    asyncio.run(main())
+
+
+def test_cancel_while_suspended_then_next_call_works(core: wasync.Module, strategy: str) -> None:
+    async def main() -> None:
+        host = Host()
+        host.block = asyncio.Event()  # never set: the import waits forever
+        inst = await make(core, strategy, host)
+        task = asyncio.create_task(inst.exports.sum(3))
+        while not host.calls:
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        host.block = None
+        assert await asyncio.wait_for(inst.exports.sum(2), 10) == 10
+
+    asyncio.run(main())
+
+
+def test_calls_on_one_instance_are_serialized(core: wasync.Module, strategy: str) -> None:
+    async def main() -> None:
+        host = Host()
+        host.delay = 0.01
+        inst = await make(core, strategy, host)
+        results = await asyncio.gather(*(inst.exports.sum(3) for _ in range(4)))
+        assert results == [30] * 4
+        # Never interleaved: each call's imports are contiguous.
+        assert host.calls == [("get_i32", i) for i in range(3)] * 4
+
+    asyncio.run(main())
+
+
+def test_busy_instance_can_refuse(core: wasync.Module, strategy: str) -> None:
+    async def main() -> None:
+        host = Host()
+        host.delay = 0.05
+        inst = await make(core, strategy, host, on_busy="error")
+        first = asyncio.create_task(inst.exports.sum(2))
+        await asyncio.sleep(0.01)
+        with pytest.raises(wasync.InstanceBusy):
+            await inst.exports.sum(1)
+        assert await first == 10
+
+    asyncio.run(main())
+
+
+def test_reentrant_call_is_refused(core: wasync.Module, strategy: str) -> None:
+    async def main() -> None:
+        host = Host()
+        inst: wasync.Instance | None = None
+
+        async def reenter(x: int) -> int:
+            assert inst is not None
+            return int(await inst.exports.plain_only(1, 1))
+
+        inst = await make(core, strategy, host, overrides={"get_i32": reenter})
+        with pytest.raises(wasync.ReentrancyError):
+            await inst.exports.sum(1)
+        inst2 = await make(core, strategy, Host())
+        assert await inst2.exports.sum(1) == 0
+
+    asyncio.run(main())
+
+
+def test_caller_reaches_memory(core: wasync.Module, strategy: str) -> None:
+    async def main() -> None:
+        host = Host()
+
+        @wasync.with_caller
+        async def get_i32(caller: wasync.Caller, x: int) -> int:
+            await asyncio.sleep(0)
+            caller.memory.write(100 + 4 * x, x.to_bytes(4, "little"))
+            return caller.memory.read_u32(100 + 4 * x)
+
+        inst = await make(core, strategy, host, overrides={"get_i32": get_i32})
+        assert await inst.exports.sum(4) == 6
+        mem = inst.memory
+        assert mem is not None
+        assert mem.read(100, 16) == b"".join(i.to_bytes(4, "little") for i in range(4))
+        with pytest.raises(wasync.MemoryAccessError):
+            mem.read(mem.size - 2, 4)
+
+    asyncio.run(main())
+
+
+def test_arguments_are_checked(core: wasync.Module, strategy: str) -> None:
+    async def main() -> None:
+        inst = await make(core, strategy, Host())
+        with pytest.raises(TypeError, match="takes 1 arguments"):
+            await inst.exports.sum(1, 2)
+        with pytest.raises(TypeError):
+            await inst.exports.sum("x")
+        with pytest.raises(AttributeError, match="no function"):
+            inst.exports.nope  # noqa: B018
+        assert await inst.exports.sum(1) == 0
+
+    asyncio.run(main())
+
+
+def test_bad_import_results_become_errors(core: wasync.Module, strategy: str) -> None:
+    async def main() -> None:
+        async def wrong(x: int) -> str:
+            await asyncio.sleep(0)
+            return "not a number"
+
+        inst = await make(core, strategy, Host(), overrides={"get_i32": wrong})
+        with pytest.raises(TypeError, match="expected"):
+            await inst.exports.sum(1)
+
+    asyncio.run(main())
+
+
+def test_many_instances_sleep_concurrently(core: wasync.Module, strategy: str) -> None:
+    async def main() -> float:
+        n, sleeps, delay = 100, 5, 0.05
+        host = Host()
+        host.delay = delay
+        instances = [await make(core, strategy, host) for _ in range(n)]
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(i.exports.sum(sleeps) for i in instances))
+        elapsed = time.perf_counter() - t0
+        assert results == [sum(10 * k for k in range(sleeps))] * n
+        for inst in instances:
+            inst.close()
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    # 5 sequential sleeps of 50 ms each: 0.25 s if the instances really overlap
+    # (100 x 0.25 = 25 s if they did not).
+    assert elapsed < 2.0, elapsed
+
+
+def test_link_errors_before_anything_runs(core: wasync.Module, strategy: str) -> None:
+    async def main() -> None:
+        host = Host()
+        imports = dict(host.imports()["env"])
+        del imports["get_f32"]
+        with pytest.raises(wasync.LinkError, match=r"env\.get_f32.*missing"):
+            await wasync.instantiate(core, {"env": imports}, strategy=strategy)  # type: ignore[arg-type]
+        with pytest.raises(wasync.LinkError, match=r"env\.plain.*cannot take 2"):
+            await make(core, strategy, host, overrides={"plain": lambda a: a})
+        with pytest.raises(wasync.LinkError, match="not callable"):
+            await make(core, strategy, host, overrides={"plain": 5})
+
+    asyncio.run(main())
+
+
+def test_under_trio(core: wasync.Module, strategy: str) -> None:
+    trio = pytest.importorskip("trio")
+
+    async def get_i32(x: int) -> int:
+        await trio.sleep(0.001)
+        return x + 1
+
+    async def main() -> None:
+        host = Host()
+        inst = await make(core, strategy, host, overrides={"get_i32": get_i32})
+        assert await inst.exports.sum(4) == 10
+        with trio.move_on_after(0.05):
+
+            async def forever(x: int) -> int:
+                await trio.sleep(math.inf)
+                return 0
+
+            inst2 = await make(core, strategy, host, overrides={"get_i32": forever})
+            await inst2.exports.sum(1)
+        assert await inst.exports.sum(2) == 3
+
+    trio.run(main)
+
+
+def test_instances_are_released(core: wasync.Module, strategy: str) -> None:
+    async def main() -> None:
+        for _ in range(50):
+            inst = await make(core, strategy, Host())
+            assert await inst.exports.sum(1) == 0
+            del inst
+        gc.collect()
+
+    asyncio.run(main())

@@ -1,0 +1,140 @@
+"""Fiber-strategy specifics: the CPU guard, leaks, scale."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+
+import pytest
+
+import wasync
+
+BUSY = r"""
+(module
+  (import "env" "tick" (func $tick (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "spin") (param $n i64) (result i64)
+    (local $i i64)
+    (loop $l
+      (local.set $i (i64.add (local.get $i) (i64.const 1)))
+      (br_if $l (i64.lt_u (local.get $i) (local.get $n))))
+    (local.get $i))
+  (func (export "tick") (param i32) (result i32) (call $tick (local.get 0))))
+"""
+
+
+def rss_kb() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() // 1024
+
+
+def test_cpu_guard_lets_the_loop_run() -> None:
+    """A busy wasm loop with yield_every_ms does not starve a concurrent timer."""
+
+    async def tick(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    async def main(guard: float | None) -> tuple[int, float]:
+        inst = await wasync.instantiate(
+            wasync.Module.from_wat(BUSY), {"env": {"tick": tick}}, yield_every_ms=guard
+        )
+        ticks = 0
+        stop = False
+
+        async def timer() -> None:
+            nonlocal ticks
+            while not stop:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        t = asyncio.create_task(timer())
+        await asyncio.sleep(0)
+        t0 = time.perf_counter()
+        assert await inst.exports.spin(300_000_000) == 300_000_000
+        elapsed = time.perf_counter() - t0
+        stop = True
+        await t
+        return ticks, elapsed
+
+    ticks, elapsed = asyncio.run(main(5))
+    # The timer fires about every 5 ms while the wasm loop runs.
+    assert ticks >= elapsed / 0.005 * 0.3, (ticks, elapsed)
+    unguarded_ticks, _ = asyncio.run(main(None))
+    assert unguarded_ticks <= 1  # without the guard the loop is blocked throughout
+
+
+def test_guard_needs_fiber() -> None:
+    async def main() -> None:
+        with pytest.raises(ValueError, match="fiber"):
+            await wasync.instantiate(
+                wasync.Module.from_wat(BUSY),
+                {"env": {"tick": abs}},
+                strategy="thread",
+                yield_every_ms=1,
+            )
+
+    asyncio.run(main())
+
+
+def test_no_leaks_after_10000_failed_or_cancelled_calls() -> None:
+    async def main() -> tuple[int, int]:
+        gate = asyncio.Event()
+
+        async def tick(x: int) -> int:
+            if x == 0:
+                raise RuntimeError("failed")
+            await gate.wait()
+            return x
+
+        inst = await wasync.instantiate(wasync.Module.from_wat(BUSY), {"env": {"tick": tick}})
+        for _ in range(200):  # warm up allocator pools
+            with pytest.raises(RuntimeError):
+                await inst.exports.tick(0)
+        before = rss_kb()
+        for i in range(5000):
+            with pytest.raises(RuntimeError):
+                await inst.exports.tick(0)
+            task = asyncio.create_task(inst.exports.tick(i + 1))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        after = rss_kb()
+        gate.set()
+        assert await inst.exports.tick(7) == 7
+        return before, after
+
+    before, after = asyncio.run(main())
+    # A leaked fiber stack would be 2 MiB each (10,000 calls: gigabytes).
+    assert after - before < 20_000, (before, after)
+
+
+@pytest.mark.slow
+def test_thousand_instances_ten_sleeps_each() -> None:
+    async def tick(x: int) -> int:
+        await asyncio.sleep(0.1)
+        return x
+
+    wat = BUSY.replace(
+        '(func (export "tick")',
+        '(func (export "ten") (result i32) (local $i i32) (local $s i32)'
+        " (loop $l (local.set $s (i32.add (local.get $s) (call $tick (local.get $i))))"
+        " (local.set $i (i32.add (local.get $i) (i32.const 1)))"
+        " (br_if $l (i32.lt_u (local.get $i) (i32.const 10)))) (local.get $s))\n"
+        '  (func (export "tick")',
+    )
+
+    async def main() -> float:
+        module = wasync.Module.from_wat(wat)
+        instances = [await wasync.instantiate(module, {"env": {"tick": tick}}) for _ in range(1000)]
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(i.exports.ten() for i in instances))
+        elapsed = time.perf_counter() - t0
+        assert results == [45] * 1000
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    assert elapsed < 3.0, elapsed  # ten sequential 0.1 s sleeps: about 1 s
