@@ -67,7 +67,12 @@ async def checkpoint() -> None:
 
 
 class ThreadSignal(Protocol):
-    """Set from any thread, awaited on the event loop."""
+    """Set from any thread, awaited on the event loop.
+
+    ``set_threadsafe`` raises RuntimeError once the event loop has finished
+    (asyncio: loop closed; trio: ``trio.RunFinishedError``). ``clear`` and
+    ``wait`` are called on the loop; a ``set_threadsafe`` that happens after a
+    ``clear`` is never lost."""
 
     def set_threadsafe(self) -> None: ...
     async def wait(self) -> None: ...
@@ -98,8 +103,12 @@ class _TrioSignal:
         self._new_event: Callable[[], trio.Event] = trio.Event
 
     def set_threadsafe(self) -> None:
-        event = self._event
-        self._token.run_sync_soon(event.set)
+        # Read self._event on the trio thread, not here: clear() may replace it
+        # concurrently, and setting the replaced event would lose the wake-up.
+        self._token.run_sync_soon(self._set)
+
+    def _set(self) -> None:
+        self._event.set()
 
     async def wait(self) -> None:
         await self._event.wait()

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASYNC_CALLBACK",
+    "FLAG_READER",
     "CONTINUATION",
     "KIND_OF",
     "NO_FINALIZER",
@@ -290,3 +291,23 @@ def trap_address(message: str) -> int:
 def store_pointer(address: int, value: int) -> None:
     """``*(void **)address = value``."""
     ctypes.c_void_p.from_address(address).value = value
+
+
+def _flag_reader() -> int | None:
+    """The address of C's ``strlen``, used as a continuation callback.
+
+    wasmtime polls an async host call's continuation, ``bool callback(void *env)``,
+    until it returns true. Pointing ``env`` at a two-byte buffer ``{flag, 0}``,
+    ``strlen`` returns 0 while the flag is 0 and 1 once it is set: exactly the
+    callback needed, without crossing into Python (twice per suspension) to
+    answer it. Every C ABI returns both ``bool`` and ``size_t`` in the integer
+    return register, and 0/1 are valid bools. None where libc cannot be found
+    (the runtime then falls back to a Python callback)."""
+    try:
+        strlen = ctypes.CDLL(None).strlen
+    except (OSError, AttributeError):
+        return None
+    return ctypes.cast(strlen, ctypes.c_void_p).value
+
+
+FLAG_READER = _flag_reader()

@@ -32,6 +32,7 @@ from wasync._runtime._common import (
 from wasync._runtime._ffi import (
     ASYNC_CALLBACK,
     CONTINUATION,
+    FLAG_READER,
     Marshal,
     call_future_poll,
     ffi,
@@ -130,11 +131,17 @@ class FiberBackend:
         self._memories: dict[str, Memory] = {}
         self._calls: dict[str, _ExportCall] = {}
         self._names = inst.module.binary.function_names()
-        self._continuation = CONTINUATION(self._poll_pending)
         # The wasmtime_async_continuation_t we hand out: {callback, env, finalizer}.
-        self._continuation_bytes = struct.pack(
-            "<QQQ", ctypes.cast(self._continuation, ctypes.c_void_p).value or 0, 0, 0
-        )
+        # The callback reports whether the driver has written the import's
+        # result: C's strlen over {flag, 0} where available (see FLAG_READER),
+        # else a Python callback.
+        self._flag = (ctypes.c_uint8 * 2)()
+        self._continuation = CONTINUATION(self._poll_pending)
+        if FLAG_READER is not None:
+            callback, env = FLAG_READER, ctypes.addressof(self._flag)
+        else:
+            callback, env = ctypes.cast(self._continuation, ctypes.c_void_p).value or 0, 0
+        self._continuation_bytes = struct.pack("<QQQ", callback, env, 0)
         for hf in host:
             self._define(hf, inst)
         if guard is not None:
@@ -157,6 +164,7 @@ class FiberBackend:
         params = Marshal(hf.param_kinds)
         results = Marshal(hf.result_kinds)
         continuation = self._continuation_bytes
+        flag = self._flag
 
         def callback(
             env: int, caller: int, args: int, nargs: int, res: int, nres: int, trap: int, cont: int
@@ -169,6 +177,7 @@ class FiberBackend:
             self._p_results = res
             self._p_trap = trap
             self._p_state = _WAITING
+            flag[0] = 0
             ctypes.memmove(cont, continuation, len(continuation))
 
         return callback
@@ -212,6 +221,7 @@ class FiberBackend:
                         trap_address(f"async import {hf.label} raised {type(e).__name__}: {e}"),
                     )
                 self._p_state = _DONE
+                self._flag[0] = 1
         finally:
             # Also on cancellation: deleting an unfinished future drops the fiber
             # and cancels the wasm call cleanly.

@@ -1,0 +1,582 @@
+"""The "asyncify" strategy: modules transformed by Asyncify unwind and rewind
+their own stack, so a synchronous wasmtime store is enough.
+
+The module runs on a plain (synchronous) wasmtime store. When wasm calls an
+``async def`` import, our callback records the call, calls the module's export
+``asyncify_start_unwind(data)`` and returns a zero value: every instrumented
+frame saves its locals into the data buffer and returns, so the export call
+returns to the driver (a coroutine on the event loop) with the state
+"unwinding". The driver calls ``asyncify_stop_unwind()``, awaits the user's
+coroutine, calls ``asyncify_start_rewind(data)`` and calls the **same export
+again with the same arguments**: the frames restore themselves on entry, the
+import is called again in the state "rewinding", and this time our callback
+calls ``asyncify_stop_rewind()`` and returns the awaited result. The wasm code
+carries on from there. Plain imports are ordinary synchronous host functions.
+
+The data buffer holds the unwound frames between the two calls. Its header at
+``data`` is ``[position, end]`` (two u32, or two u64 for a 64-bit memory); the
+frames are written upward from ``data + header size``. Binaryen's code checks
+``position <= end`` only in ``start_*``/``stop_*``, not while it writes frames:
+an unwind deeper than the buffer writes past its end before anyone notices, so
+the default buffer is large (1 MiB) and an overflow is reported as
+:class:`~wasync.AsyncifyStackOverflow` with the size that was needed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import wasmtime
+
+from wasync._binary.types import ExternKind, FuncType, NumType
+from wasync._errors import AsyncifyStackOverflow, Trap, WasyncError
+from wasync._runtime._common import (
+    lookup_exports,
+    raise_call_failure,
+    sync_callback,
+    wasmtime_functype,
+)
+from wasync._runtime._ffi import (
+    NO_FINALIZER,
+    ffi,
+    new_trap,
+    read_val,
+    take_error,
+    take_trap,
+    write_val,
+)
+from wasync._runtime._module import ASYNCIFY_EXPORTS, engine_for
+
+if TYPE_CHECKING:
+    from wasync._runtime._common import ExportFunc
+    from wasync._runtime._host import HostFunc
+    from wasync._runtime._instance import Instance, Memory
+
+__all__ = ["AsyncifyBackend"]
+
+_NORMAL, _UNWINDING, _REWINDING = 0, 1, 2
+# Exports a caller must not call by hand: the runtime owns the unwind/rewind protocol.
+_PROTOCOL_EXPORTS = frozenset(ASYNCIFY_EXPORTS) - {"asyncify_get_state"}
+
+
+class _Pending:
+    """An async import call that unwound the stack and waits for its coroutine."""
+
+    __slots__ = ("args", "error", "host", "values")
+
+    def __init__(self, host: HostFunc, args: tuple[object, ...]) -> None:
+        self.host = host
+        self.args = args
+        self.values: tuple[object, ...] = ()
+        self.error: BaseException | None = None
+
+
+class _ProtocolError(WasyncError):
+    """The module did not follow the Asyncify protocol (raised inside a callback,
+    re-raised to the caller with the wasm backtrace)."""
+
+
+class AsyncifyBackend:
+    """Runs an Asyncify-transformed module on a synchronous wasmtime store.
+
+    The data buffer is allocated once per instance, of
+    ``InstanceOptions.asyncify_stack_size`` bytes (header included):
+
+    * at ``asyncify_data_address`` if given (the caller vouches for the region);
+    * else with the module's own ``malloc`` export, if it has one, called once
+      after instantiation. This is preferred because the module's allocator then
+      knows the region is taken: an allocator that treats everything between its
+      heap pointer and the end of memory as free (some bump allocators and
+      ``sbrk`` implementations read ``memory.size``) would otherwise hand out
+      the bytes the runtime uses;
+    * else by growing the memory by enough pages and using the new pages (never
+      a fixed low address, where the module's data or stack live). An overflow
+      that runs past the end of memory then traps instead of corrupting data.
+    """
+
+    strategy = "asyncify"
+
+    @classmethod
+    async def create(cls, inst: Instance, host: list[HostFunc]) -> AsyncifyBackend:
+        missing = [n for n in ASYNCIFY_EXPORTS if _export_func(inst, n) is None]
+        if missing:
+            raise WasyncError(
+                "strategy 'asyncify' needs a module transformed by Asyncify, but the module "
+                f"does not export {', '.join(missing)}: transform it first (`wasm-opt "
+                "--asyncify` or wasync's own transform) or use strategy='fiber'"
+            )
+        backend = cls(inst, host)
+        backend._instantiate()
+        return backend
+
+    def __init__(self, inst: Instance, host: list[HostFunc]) -> None:
+        self._inst = weakref.proxy(inst)
+        self._module = inst.module
+        self._options = inst.options
+        self._engine = engine_for(epochs=False)
+        self._store: wasmtime.Store | None = wasmtime.Store(self._engine)
+        self._ctx = self._store._context()
+        self._linker = wasmtime.Linker(self._engine)
+        self._keep: list[object] = []  # ctypes objects wasmtime points at
+        self._names = inst.module.binary.function_names()
+        self._funcs: dict[str, ExportFunc] = {}
+        self._memories: dict[str, Memory] = {}
+        self._host_error: BaseException | None = None
+        # Protocol state, owned by the driver (`call`) and the import callbacks.
+        self._driving = False  # an export call is running (async imports may unwind)
+        self._pending: _Pending | None = None  # set from the unwind until the rewind
+        self._rewinding = False  # the export is being called again to rewind
+        ft = _export_func(inst, "asyncify_start_unwind")
+        self._is64 = ft is not None and ft.params[:1] == (NumType.I64,)
+        self._ptr_kind = 1 if self._is64 else 0
+        self._header = 16 if self._is64 else 8
+        self._data = 0  # address of the header
+        self._start = 0  # first byte for frames (data + header size)
+        self._end = 0  # one past the last byte for frames
+        self._fresh_header = b""
+        self._abi: dict[str, tuple[Any, Any, int, Any, int, int]] = {}
+        for hf in host:
+            self._define(hf, inst)
+
+    # -- host functions -------------------------------------------------------
+
+    def _define(self, hf: HostFunc, inst: Instance) -> None:
+        ft = wasmtime_functype(hf.type)
+        module = hf.module.encode()
+        name = hf.name.encode()
+        if hf.is_async:
+            fn = self._async_callback(hf)
+        else:
+            fn = sync_callback(self, hf, inst.caller)
+        cb = ffi.wasmtime_func_callback_t(fn)
+        err = ffi.wasmtime_linker_define_func(
+            self._linker.ptr(),
+            ctypes.create_string_buffer(module), len(module),
+            ctypes.create_string_buffer(name), len(name),
+            ft.ptr(), cb, None, NO_FINALIZER,
+        )  # fmt: skip
+        if err:
+            raise take_error(err)
+        self._keep += [cb, ft]
+
+    def _async_callback(self, hf: HostFunc) -> Any:
+        kinds = hf.param_kinds
+        result_kinds = hf.result_kinds
+        label = hf.label
+
+        def callback(env: Any, caller: Any, args: Any, nargs: int, results: Any, n: int) -> int:
+            try:
+                pending = self._pending
+                ctx = ffi.wasmtime_caller_context(caller)
+                if self._rewinding:
+                    # Second visit: the frames below are restored; hand over the result.
+                    if pending is None or pending.host is not hf:
+                        other = pending.host.label if pending is not None else "nothing"
+                        raise _ProtocolError(
+                            f"the rewind reached async import {label}, but {other} had "
+                            "suspended: the module's Asyncify frames are inconsistent"
+                        )
+                    self._call_abi(ctx, "asyncify_stop_rewind")
+                    self._rewinding = False
+                    self._pending = None
+                    position = self._read_header()[0]
+                    if position != self._start:
+                        raise _ProtocolError(
+                            f"after the rewind the Asyncify data position is {position}, "
+                            f"not the buffer start {self._start}: the module's frames were "
+                            "saved and restored inconsistently"
+                        )
+                    if pending.error is not None:
+                        self._host_error = pending.error
+                        e = pending.error
+                        return _trap_address(
+                            new_trap(f"async import {label} raised {type(e).__name__}: {e}")
+                        )
+                    for i, k in enumerate(result_kinds):
+                        write_val(results[i], k, pending.values[i])
+                    return 0
+                if not self._driving:
+                    raise WasyncError(
+                        f"async import {label} was called outside an export call (during "
+                        "instantiation, by the start function, or by the runtime's own "
+                        "malloc call): the asyncify strategy can only suspend an export call"
+                    )
+                if pending is not None:
+                    raise _ProtocolError(
+                        f"async import {label} was called while the stack was unwinding for "
+                        f"{pending.host.label}: the code calling {pending.host.label} is not "
+                        "instrumented by Asyncify (list every async import in the transform's "
+                        "asyncify-imports)"
+                    )
+                # First visit: record the call and unwind the stack.
+                self._pending = _Pending(hf, tuple(read_val(args[i], k) for i, k in enumerate(kinds)))
+                self._call_abi(ctx, "asyncify_start_unwind")
+                for i, k in enumerate(result_kinds):
+                    write_val(results[i], k, 0)  # ignored: the frames are unwinding
+                return 0
+            except BaseException as e:  # noqa: BLE001 - must not unwind into C; re-raised after
+                self._host_error = e
+                return _trap_address(new_trap(f"async import {label}: {type(e).__name__}: {e}"))
+
+        return callback
+
+    # -- the instance ---------------------------------------------------------
+
+    def _instantiate(self) -> None:
+        assert self._store is not None
+        wmod = self._module.compiled(self._engine)
+        raw = ffi.wasmtime_instance_t()
+        trap = ctypes.POINTER(ffi.wasm_trap_t)()
+        self._host_error = None
+        error = ffi.wasmtime_linker_instantiate(
+            self._linker.ptr(), self._ctx, wmod.ptr(), ctypes.byref(raw), ctypes.byref(trap)
+        )
+        raise_call_failure(trap, error, self._take_host_error(), self._names)
+        self._raw_instance = raw
+        self._funcs, self._memories = lookup_exports(self._ctx, raw, self._module, self._context)
+        missing = [n for n in ASYNCIFY_EXPORTS if n not in self._funcs]
+        if missing:  # exported with an unexpected (reference-typed) signature
+            raise WasyncError(f"the module's Asyncify exports are malformed: {', '.join(missing)}")
+        self._memory = self._data_memory()
+        self._memory_ref = ctypes.byref(self._memory._raw)
+        self._allocate()
+
+    def _data_memory(self) -> Memory:
+        """Memory 0, where Binaryen's Asyncify keeps the data buffer."""
+        name = next(
+            (
+                e.name
+                for e in self._module.binary.exports
+                if e.kind is ExternKind.MEMORY and e.index == 0
+            ),
+            None,
+        )
+        mem = self._memories.get(name) if name is not None else None
+        if mem is None:
+            raise WasyncError(
+                "strategy 'asyncify' keeps the unwound frames in memory 0, which the module "
+                "does not export: export it, or use strategy='fiber'"
+            )
+        return mem
+
+    def _allocate(self) -> None:
+        """Place the data buffer (see the class docstring) and write its header."""
+        size = self._options.asyncify_stack_size
+        if size <= self._header:
+            raise ValueError(
+                f"asyncify_stack_size must be larger than the {self._header}-byte header, "
+                f"not {size}"
+            )
+        address = self._options.asyncify_data_address
+        if address is not None:
+            if address < 0 or address % 4 or address + size > self._memory.size:
+                raise ValueError(
+                    f"asyncify_data_address={address} with asyncify_stack_size={size}: the "
+                    f"buffer must be 4-byte aligned and inside memory 0 ({self._memory.size} "
+                    "bytes)"
+                )
+        elif "malloc" in self._funcs and self._funcs["malloc"][1:] == (
+            (self._ptr_kind,),
+            (self._ptr_kind,),
+        ):
+            address = self._malloc(size)
+        else:
+            address = self._grow(size)
+        self._data = address
+        self._start = address + self._header
+        self._end = address + size
+        half = self._header // 2
+        self._fresh_header = self._start.to_bytes(half, "little") + self._end.to_bytes(
+            half, "little"
+        )
+        self._prepare_abi()
+        self._write_header()
+
+    def _malloc(self, size: int) -> int:
+        func = self._funcs["malloc"][0]
+        argv = (ffi.wasmtime_val_t * 1)()
+        write_val(argv[0], self._ptr_kind, size)
+        resv = (ffi.wasmtime_val_t * 1)()
+        trap = ctypes.POINTER(ffi.wasm_trap_t)()
+        self._host_error = None
+        error = ffi.wasmtime_func_call(
+            self._ctx, ctypes.byref(func), argv, 1, resv, 1, ctypes.byref(trap)
+        )
+        raise_call_failure(trap, error, self._take_host_error(), self._names)
+        address = int(read_val(resv[0], self._ptr_kind)) & (
+            (1 << 64) - 1 if self._is64 else (1 << 32) - 1
+        )
+        if address == 0:
+            raise WasyncError(
+                f"the module's malloc({size}) returned NULL for the Asyncify data buffer: "
+                "lower asyncify_stack_size or pass asyncify_data_address"
+            )
+        return address
+
+    def _grow(self, size: int) -> int:
+        raw = self._memory._raw
+        page = int(ffi.wasmtime_memory_page_size(self._ctx, ctypes.byref(raw)))
+        pages = -(-size // page)
+        prev = ctypes.c_uint64()
+        err = ffi.wasmtime_memory_grow(self._ctx, ctypes.byref(raw), pages, ctypes.byref(prev))
+        if err:
+            reason = take_error(err)
+            raise WasyncError(
+                f"cannot grow memory 0 by {pages} page(s) for the {size}-byte Asyncify data "
+                f"buffer ({reason}): lower asyncify_stack_size, export malloc, or pass "
+                "asyncify_data_address"
+            )
+        return prev.value * page
+
+    def _context(self) -> Any:
+        if self._store is None:
+            raise WasyncError("the instance is closed")
+        return self._ctx
+
+    def _take_host_error(self) -> BaseException | None:
+        err, self._host_error = self._host_error, None
+        return err
+
+    # -- the data buffer ------------------------------------------------------
+
+    def _header_address(self) -> int:
+        # The buffer was checked to lie inside memory 0 when it was placed, and a
+        # memory never shrinks; only its base address may move when it grows.
+        data = ffi.wasmtime_memory_data(self._ctx, self._memory_ref)
+        return ctypes.addressof(data.contents) + self._data
+
+    def _read_header(self) -> tuple[int, int]:
+        """The header's (position, end)."""
+        address = self._header_address()
+        word = ctypes.c_uint64 if self._is64 else ctypes.c_uint32
+        return word.from_address(address).value, word.from_address(address + self._header // 2).value
+
+    def _write_header(self) -> None:
+        """Empty the buffer: position = start."""
+        ctypes.memmove(self._header_address(), self._fresh_header, self._header)
+
+    def _overflow(self, needed: int, *, exact: bool) -> AsyncifyStackOverflow:
+        available = self._end - self._start
+        amount = f"{needed} bytes" if exact else f"more than {available} bytes"
+        return AsyncifyStackOverflow(
+            f"the Asyncify data buffer is too small: unwinding the stack needed {amount}, "
+            f"but {available} are available (raise asyncify_stack_size=, now "
+            f"{self._end - self._data}); the memory after the buffer may have been "
+            "overwritten",
+            needed=needed,
+            available=available,
+        )
+
+    # -- calling the protocol exports -----------------------------------------
+
+    def _prepare_abi(self) -> None:
+        """Argument and result arrays for the Asyncify exports, built once (their
+        only argument is the data buffer's address, which never changes)."""
+        for name in ASYNCIFY_EXPORTS:
+            func, params, results = self._funcs[name]
+            argv = (ffi.wasmtime_val_t * 1)()
+            if params:
+                write_val(argv[0], params[0], self._data)
+            resv = (ffi.wasmtime_val_t * 1)()
+            kind = results[0] if results else -1
+            self._abi[name] = (ctypes.byref(func), argv, len(params), resv, len(results), kind)
+
+    def _call_abi(self, ctx: Any, name: str) -> int:
+        """Call one of the Asyncify exports; returns its result (0 if none).
+        A trap raises :class:`~wasync.Trap`."""
+        func, argv, n, resv, m, kind = self._abi[name]
+        trap = ctypes.POINTER(ffi.wasm_trap_t)()
+        error = ffi.wasmtime_func_call(ctx, func, argv, n, resv, m, ctypes.byref(trap))
+        if error:
+            raise take_error(error, self._names)
+        if trap:
+            raise take_trap(trap, self._names)
+        return int(read_val(resv[0], kind)) if m else 0
+
+    def _recover(self) -> None:
+        """After a failed or abandoned call: back to the normal state with an empty
+        buffer, so that the next call starts clean. Never raises."""
+        if self._store is None:
+            return
+        try:
+            self._write_header()  # first: stop_* traps if position > end
+            state = self._call_abi(self._ctx, "asyncify_get_state")
+            if state == _UNWINDING:
+                self._call_abi(self._ctx, "asyncify_stop_unwind")
+            elif state == _REWINDING:
+                self._call_abi(self._ctx, "asyncify_stop_rewind")
+            self._write_header()
+        except WasyncError:
+            pass  # the memory is gone or the module is broken: the next call will say so
+
+    # -- calls ----------------------------------------------------------------
+
+    async def call(self, name: str, args: tuple[object, ...]) -> object:
+        entry = self._funcs.get(name)
+        if entry is None:
+            raise WasyncError(f"export {name!r} cannot be called (reference-typed signature)")
+        if name in _PROTOCOL_EXPORTS:
+            raise WasyncError(f"export {name!r} belongs to the Asyncify protocol the runtime runs")
+        if self._driving:
+            raise WasyncError(f"call to {name!r} while another call runs on this instance")
+        func, params, results = entry
+        ctx = self._context()
+        n, m = len(params), len(results)
+        argv = (ffi.wasmtime_val_t * max(n, 1))()
+        for i, (k, v) in enumerate(zip(params, args, strict=True)):
+            write_val(argv[i], k, v)
+        resv = (ffi.wasmtime_val_t * max(m, 1))()
+        self._write_header()
+        self._host_error = None
+        self._pending = None
+        self._rewinding = False
+        self._driving = True
+        clean = False
+        try:
+            while True:
+                trap = ctypes.POINTER(ffi.wasm_trap_t)()
+                error = ffi.wasmtime_func_call(
+                    ctx, ctypes.byref(func), argv, n, resv, m, ctypes.byref(trap)
+                )
+                if trap or error:
+                    self._raise_failure(trap, error)
+                pending = self._pending
+                if pending is None and not self._rewinding:
+                    # Nothing suspended (the import callbacks keep count): state normal.
+                    clean = True
+                    if m == 0:
+                        return None
+                    if m == 1:
+                        return read_val(resv[0], results[0])
+                    return tuple(read_val(resv[i], k) for i, k in enumerate(results))
+                state = self._call_abi(ctx, "asyncify_get_state")
+                if state != _UNWINDING or pending is None or self._rewinding:
+                    raise self._protocol_failure(name, state, pending)
+                # The stack is unwound: check the buffer held it, then run the coroutine.
+                position, end = self._read_header()
+                if position > end:
+                    raise self._overflow(position - self._start, exact=True)
+                self._call_abi(ctx, "asyncify_stop_unwind")
+                hf = pending.host
+                call_args = (self._inst.caller, *pending.args) if hf.wants_caller else pending.args
+                try:
+                    pending.values = hf.convert_result(await hf.fn(*call_args))
+                except Exception as e:  # noqa: BLE001 - raised inside wasm at the import
+                    pending.error = e
+                # Rewind: the import raises (as a trap) or returns inside wasm, so the
+                # caller sees the same result and backtrace as with the other strategies.
+                ctx = self._context()
+                self._call_abi(ctx, "asyncify_start_rewind")
+                self._rewinding = True
+        finally:
+            # Also on cancellation while awaiting: the state is normal by then
+            # (stop_unwind ran), the saved frames are simply dropped.
+            self._driving = False
+            self._pending = None
+            self._rewinding = False
+            if clean:
+                self._write_header()
+            else:
+                self._recover()
+
+    def _raise_failure(self, trap: Any, error: Any) -> None:
+        """Raise what a failed export call left behind. A memory trap while our
+        import was unwinding the stack is the buffer overflowing the memory."""
+        unwinding = self._pending is not None and not self._rewinding
+        try:
+            raise_call_failure(trap, error, self._take_host_error(), self._names)
+        except Trap as t:
+            if (
+                unwinding
+                and t.code == "MEMORY_OUT_OF_BOUNDS"
+                and self._call_abi(self._ctx, "asyncify_get_state") == _UNWINDING
+            ):
+                position = self._read_header()[0]
+                needed = max(position - self._start, self._end - self._start) + 1
+                raise self._overflow(needed, exact=False) from t
+            raise
+
+    def _protocol_failure(self, name: str, state: int, pending: _Pending | None) -> WasyncError:
+        if state == _REWINDING and pending is not None:
+            err = WasyncError(
+                f"export {name!r} returned while rewinding: the rewind did not reach async "
+                f"import {pending.host.label} (the functions on that path are not instrumented)"
+            )
+            if pending.error is not None:
+                err.__cause__ = pending.error
+            return err
+        if state == _UNWINDING and pending is None:
+            return WasyncError(
+                f"export {name!r} returned while unwinding, but no async import suspended "
+                "(the module started an unwind of its own)"
+            )
+        if state == _NORMAL:
+            assert pending is not None
+            return WasyncError(
+                f"async import {pending.host.label} started an unwind, but export {name!r} "
+                "returned normally: the functions between them are not instrumented by "
+                "Asyncify (list every async import in the transform's asyncify-imports)"
+            )
+        return WasyncError(f"export {name!r} returned in unknown Asyncify state {state}")
+
+    def call_nested(self, name: str, args: tuple[object, ...]) -> object:
+        """Call an export synchronously from inside a plain import of this instance
+        (the wasm code calls the host, the host calls back into wasm).
+
+        If the nested call suspends in an async import, the unwind passes through
+        the host frame: this returns zero values and the host function must return
+        too (Binaryen's "tunnel" pattern); on the rewind the import is called again
+        and calls back in the same way. A trap raises :class:`~wasync.Trap`."""
+        if not self._driving:
+            raise WasyncError("call_nested() is only possible inside an import of a running call")
+        entry = self._funcs.get(name)
+        if entry is None or name in _PROTOCOL_EXPORTS:
+            raise WasyncError(f"export {name!r} cannot be called")
+        func, params, results = entry
+        n, m = len(params), len(results)
+        if len(args) != n:
+            raise TypeError(f"export {name!r} takes {n} arguments, got {len(args)}")
+        argv = (ffi.wasmtime_val_t * max(n, 1))()
+        for i, (k, v) in enumerate(zip(params, args, strict=True)):
+            write_val(argv[i], k, v)
+        resv = (ffi.wasmtime_val_t * max(m, 1))()
+        trap = ctypes.POINTER(ffi.wasm_trap_t)()
+        error = ffi.wasmtime_func_call(
+            self._context(), ctypes.byref(func), argv, n, resv, m, ctypes.byref(trap)
+        )
+        raise_call_failure(trap, error, self._take_host_error(), self._names)
+        if m == 0:
+            return None
+        if m == 1:
+            return read_val(resv[0], results[0])
+        return tuple(read_val(resv[i], k) for i, k in enumerate(results))
+
+    # -- the Backend protocol, continued --------------------------------------
+
+    @property
+    def data_address(self) -> int:
+        """Address of the Asyncify data buffer's header in memory 0."""
+        return self._data
+
+    def memory(self, name: str) -> Memory | None:
+        return self._memories.get(name)
+
+    def close(self) -> None:
+        self._funcs.clear()
+        self._memories.clear()
+        self._store = None
+        self._linker = None  # type: ignore[assignment]
+        self._keep.clear()
+
+
+def _export_func(inst: Instance, name: str) -> FuncType | None:
+    info = inst.module.export(name)
+    if info is None or info.kind is not ExternKind.FUNC or not isinstance(info.type, FuncType):
+        return None
+    return info.type
+
+
+def _trap_address(trap: Any) -> int:
+    return ctypes.cast(trap, ctypes.c_void_p).value or 0
