@@ -25,6 +25,7 @@ the default buffer is large (1 MiB) and an overflow is reported as
 from __future__ import annotations
 
 import ctypes
+import struct
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -33,19 +34,18 @@ import wasmtime
 from wasync._binary.types import ExternKind, FuncType, NumType
 from wasync._errors import AsyncifyStackOverflow, Trap, WasyncError
 from wasync._runtime._common import (
+    define_import,
     lookup_exports,
+    plain_import_callback,
     raise_call_failure,
-    sync_callback,
-    wasmtime_functype,
 )
 from wasync._runtime._ffi import (
-    NO_FINALIZER,
+    SYNC_CALLBACK,
+    Marshal,
+    error_pointer,
     ffi,
-    new_trap,
-    read_val,
     take_error,
-    take_trap,
-    write_val,
+    trap_address,
 )
 from wasync._runtime._module import ASYNCIFY_EXPORTS, engine_for
 
@@ -57,6 +57,16 @@ if TYPE_CHECKING:
 __all__ = ["AsyncifyBackend"]
 
 _NORMAL, _UNWINDING, _REWINDING = 0, 1, 2
+# Raw prototypes of the C functions on the hot path: pointers as plain integers.
+_vp, _sz = ctypes.c_void_p, ctypes.c_size_t
+# wasmtime_error_t *wasmtime_func_call(context, func, args, nargs, results, nresults, trap_ret)
+_func_call = ctypes.CFUNCTYPE(_vp, _vp, _vp, _vp, _sz, _vp, _sz, _vp)(
+    ("wasmtime_func_call", ffi.dll)
+)
+_caller_context = ctypes.CFUNCTYPE(_vp, _vp)(("wasmtime_caller_context", ffi.dll))
+_memory_data = ctypes.CFUNCTYPE(_vp, _vp, _vp)(("wasmtime_memory_data", ffi.dll))
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
 # Exports a caller must not call by hand: the runtime owns the unwind/rewind protocol.
 _PROTOCOL_EXPORTS = frozenset(ASYNCIFY_EXPORTS) - {"asyncify_get_state"}
 
@@ -71,6 +81,33 @@ class _Pending:
         self.args = args
         self.values: tuple[object, ...] = ()
         self.error: BaseException | None = None
+
+
+class _ExportCall:
+    """An export's marshalling, with argument and result arrays of its own."""
+
+    __slots__ = ("argv", "arrays", "func", "m", "n", "params", "raw", "results", "resv")
+
+    def __init__(self, raw: Any, params: tuple[int, ...], results: tuple[int, ...]) -> None:
+        self.raw = raw  # the wasmtime_func_t, kept alive with the call
+        self.func = ctypes.addressof(raw)
+        self.params = Marshal(params)
+        self.results = Marshal(results)
+        self.n = len(params)
+        self.m = len(results)
+        self.arrays = (
+            (ffi.wasmtime_val_t * max(self.n, 1))(),
+            (ffi.wasmtime_val_t * max(self.m, 1))(),
+        )
+        self.argv = ctypes.addressof(self.arrays[0])
+        self.resv = ctypes.addressof(self.arrays[1])
+
+    def value(self) -> object:
+        """The finished call's result: None, one value or a tuple."""
+        values = self.results.unpack(self.resv)
+        if self.m == 1:
+            return values[0]
+        return values if self.m else None
 
 
 class _ProtocolError(WasyncError):
@@ -88,12 +125,17 @@ class AsyncifyBackend:
     * else with the module's own ``malloc`` export, if it has one, called once
       after instantiation. This is preferred because the module's allocator then
       knows the region is taken: an allocator that treats everything between its
-      heap pointer and the end of memory as free (some bump allocators and
-      ``sbrk`` implementations read ``memory.size``) would otherwise hand out
-      the bytes the runtime uses;
-    * else by growing the memory by enough pages and using the new pages (never
-      a fixed low address, where the module's data or stack live). An overflow
-      that runs past the end of memory then traps instead of corrupting data.
+      heap pointer and the end of memory as its own (Emscripten's ``sbrk``
+      compares its break with ``memory.size``; so do simple bump allocators)
+      would otherwise hand out the bytes the runtime uses;
+    * else by growing memory 0 by enough pages and using the new pages (never a
+      fixed low address, where the module's data and stack live). A large
+      overflow then runs off the end of memory and traps instead of corrupting
+      data (until the module grows its memory further).
+
+    The header is reset (position = start) before every call and after every
+    call, whether it completed, failed or was cancelled; a failed call also
+    brings the Asyncify state back to normal, so the next call starts clean.
     """
 
     strategy = "asyncify"
@@ -118,58 +160,59 @@ class AsyncifyBackend:
         self._engine = engine_for(epochs=False)
         self._store: wasmtime.Store | None = wasmtime.Store(self._engine)
         self._ctx = self._store._context()
+        self._ctx_address = ctypes.cast(self._ctx, ctypes.c_void_p).value or 0
         self._linker = wasmtime.Linker(self._engine)
         self._keep: list[object] = []  # ctypes objects wasmtime points at
         self._names = inst.module.binary.function_names()
         self._funcs: dict[str, ExportFunc] = {}
+        self._calls: dict[str, _ExportCall] = {}
         self._memories: dict[str, Memory] = {}
         self._host_error: BaseException | None = None
-        # Protocol state, owned by the driver (`call`) and the import callbacks.
+        self._has_async = any(hf.is_async for hf in host)
+        # Protocol state, shared by the driver (`call`) and the import callbacks.
         self._driving = False  # an export call is running (async imports may unwind)
         self._pending: _Pending | None = None  # set from the unwind until the rewind
         self._rewinding = False  # the export is being called again to rewind
+        # The data buffer.
         ft = _export_func(inst, "asyncify_start_unwind")
         self._is64 = ft is not None and ft.params[:1] == (NumType.I64,)
         self._ptr_kind = 1 if self._is64 else 0
-        self._header = 16 if self._is64 else 8
+        self._word = _U64 if self._is64 else _U32
+        self._header = 2 * self._word.size
+        self._memory: Memory | None = None  # memory 0, which holds the buffer
+        self._memory_address = 0  # its wasmtime_memory_t
         self._data = 0  # address of the header
         self._start = 0  # first byte for frames (data + header size)
         self._end = 0  # one past the last byte for frames
         self._fresh_header = b""
-        self._abi: dict[str, tuple[Any, Any, int, Any, int, int]] = {}
+        # The Asyncify exports: (func, argv, nargs, resv, nresults), built once.
+        self._abi: dict[str, tuple[int, int, int, int, int]] = {}
+        self._abi_arrays: list[object] = []
+        self._abi_result = Marshal((0,))
+        self._trap_slot = ctypes.c_void_p()
+        self._trap_slot_address = ctypes.addressof(self._trap_slot)
         for hf in host:
             self._define(hf, inst)
 
     # -- host functions -------------------------------------------------------
 
     def _define(self, hf: HostFunc, inst: Instance) -> None:
-        ft = wasmtime_functype(hf.type)
-        module = hf.module.encode()
-        name = hf.name.encode()
         if hf.is_async:
-            fn = self._async_callback(hf)
+            cb = SYNC_CALLBACK(self._async_callback(hf))
         else:
-            fn = sync_callback(self, hf, inst.caller)
-        cb = ffi.wasmtime_func_callback_t(fn)
-        err = ffi.wasmtime_linker_define_func(
-            self._linker.ptr(),
-            ctypes.create_string_buffer(module), len(module),
-            ctypes.create_string_buffer(name), len(name),
-            ft.ptr(), cb, None, NO_FINALIZER,
-        )  # fmt: skip
-        if err:
-            raise take_error(err)
-        self._keep += [cb, ft]
+            cb = plain_import_callback(self, hf, inst.caller)
+        self._keep += [cb, define_import(self._linker, hf, cb)]
 
     def _async_callback(self, hf: HostFunc) -> Any:
-        kinds = hf.param_kinds
-        result_kinds = hf.result_kinds
+        params = Marshal(hf.param_kinds)
+        results = Marshal(hf.result_kinds)
+        zeros = (0,) * len(hf.result_kinds)
         label = hf.label
 
-        def callback(env: Any, caller: Any, args: Any, nargs: int, results: Any, n: int) -> int:
+        def callback(env: int, caller: int, args: int, nargs: int, res: int, nres: int) -> int:
             try:
                 pending = self._pending
-                ctx = ffi.wasmtime_caller_context(caller)
+                ctx = _caller_context(caller)
                 if self._rewinding:
                     # Second visit: the frames below are restored; hand over the result.
                     if pending is None or pending.host is not hf:
@@ -188,14 +231,11 @@ class AsyncifyBackend:
                             f"not the buffer start {self._start}: the module's frames were "
                             "saved and restored inconsistently"
                         )
-                    if pending.error is not None:
-                        self._host_error = pending.error
-                        e = pending.error
-                        return _trap_address(
-                            new_trap(f"async import {label} raised {type(e).__name__}: {e}")
-                        )
-                    for i, k in enumerate(result_kinds):
-                        write_val(results[i], k, pending.values[i])
+                    e = pending.error
+                    if e is not None:
+                        self._host_error = e
+                        return trap_address(f"async import {label} raised {type(e).__name__}: {e}")
+                    results.pack_into(res, pending.values)
                     return 0
                 if not self._driving:
                     raise WasyncError(
@@ -211,14 +251,13 @@ class AsyncifyBackend:
                         "asyncify-imports)"
                     )
                 # First visit: record the call and unwind the stack.
-                self._pending = _Pending(hf, tuple(read_val(args[i], k) for i, k in enumerate(kinds)))
+                self._pending = _Pending(hf, params.unpack(args))
                 self._call_abi(ctx, "asyncify_start_unwind")
-                for i, k in enumerate(result_kinds):
-                    write_val(results[i], k, 0)  # ignored: the frames are unwinding
+                results.pack_into(res, zeros)  # ignored: the frames are unwinding
                 return 0
             except BaseException as e:  # noqa: BLE001 - must not unwind into C; re-raised after
                 self._host_error = e
-                return _trap_address(new_trap(f"async import {label}: {type(e).__name__}: {e}"))
+                return trap_address(f"async import {label}: {type(e).__name__}: {e}")
 
         return callback
 
@@ -239,12 +278,6 @@ class AsyncifyBackend:
         missing = [n for n in ASYNCIFY_EXPORTS if n not in self._funcs]
         if missing:  # exported with an unexpected (reference-typed) signature
             raise WasyncError(f"the module's Asyncify exports are malformed: {', '.join(missing)}")
-        self._memory = self._data_memory()
-        self._memory_ref = ctypes.byref(self._memory._raw)
-        self._allocate()
-
-    def _data_memory(self) -> Memory:
-        """Memory 0, where Binaryen's Asyncify keeps the data buffer."""
         name = next(
             (
                 e.name
@@ -253,15 +286,23 @@ class AsyncifyBackend:
             ),
             None,
         )
-        mem = self._memories.get(name) if name is not None else None
-        if mem is None:
-            raise WasyncError(
-                "strategy 'asyncify' keeps the unwound frames in memory 0, which the module "
-                "does not export: export it, or use strategy='fiber'"
-            )
-        return mem
+        memory = self._memories.get(name) if name is not None else None
+        if memory is None:
+            # Without memory 0 the runtime cannot reach the buffer. That is fine
+            # only if nothing can suspend (no async imports: the module may still
+            # run Asyncify itself, inside wasm).
+            if self._has_async:
+                raise WasyncError(
+                    "strategy 'asyncify' keeps the unwound frames in memory 0, which the "
+                    "module does not export: export it, or use strategy='fiber'"
+                )
+            self._prepare_abi()
+            return
+        self._memory = memory
+        self._memory_address = ctypes.addressof(memory._raw)
+        self._allocate(memory)
 
-    def _allocate(self) -> None:
+    def _allocate(self, memory: Memory) -> None:
         """Place the data buffer (see the class docstring) and write its header."""
         size = self._options.asyncify_stack_size
         if size <= self._header:
@@ -271,11 +312,10 @@ class AsyncifyBackend:
             )
         address = self._options.asyncify_data_address
         if address is not None:
-            if address < 0 or address % 4 or address + size > self._memory.size:
+            if address < 0 or address % 4 or address + size > memory.size:
                 raise ValueError(
                     f"asyncify_data_address={address} with asyncify_stack_size={size}: the "
-                    f"buffer must be 4-byte aligned and inside memory 0 ({self._memory.size} "
-                    "bytes)"
+                    f"buffer must be 4-byte aligned and inside memory 0 ({memory.size} bytes)"
                 )
         elif "malloc" in self._funcs and self._funcs["malloc"][1:] == (
             (self._ptr_kind,),
@@ -283,31 +323,25 @@ class AsyncifyBackend:
         ):
             address = self._malloc(size)
         else:
-            address = self._grow(size)
+            address = self._grow(memory, size)
+        if address + size > memory.size:  # the header is accessed without checks
+            raise WasyncError(
+                f"the Asyncify data buffer at {address} ({size} bytes) does not fit in memory "
+                f"0 ({memory.size} bytes): the module's malloc returned a bad pointer"
+            )
         self._data = address
         self._start = address + self._header
         self._end = address + size
-        half = self._header // 2
-        self._fresh_header = self._start.to_bytes(half, "little") + self._end.to_bytes(
-            half, "little"
-        )
+        self._fresh_header = self._word.pack(self._start) + self._word.pack(self._end)
         self._prepare_abi()
         self._write_header()
 
     def _malloc(self, size: int) -> int:
-        func = self._funcs["malloc"][0]
-        argv = (ffi.wasmtime_val_t * 1)()
-        write_val(argv[0], self._ptr_kind, size)
-        resv = (ffi.wasmtime_val_t * 1)()
-        trap = ctypes.POINTER(ffi.wasm_trap_t)()
+        call = _ExportCall(*self._funcs["malloc"])
+        call.params.pack_into(call.argv, (size,))
         self._host_error = None
-        error = ffi.wasmtime_func_call(
-            self._ctx, ctypes.byref(func), argv, 1, resv, 1, ctypes.byref(trap)
-        )
-        raise_call_failure(trap, error, self._take_host_error(), self._names)
-        address = int(read_val(resv[0], self._ptr_kind)) & (
-            (1 << 64) - 1 if self._is64 else (1 << 32) - 1
-        )
+        self._invoke(self._ctx_address, call)
+        address = int(call.results.unpack(call.resv)[0]) & ((1 << (8 * self._word.size)) - 1)
         if address == 0:
             raise WasyncError(
                 f"the module's malloc({size}) returned NULL for the Asyncify data buffer: "
@@ -315,12 +349,12 @@ class AsyncifyBackend:
             )
         return address
 
-    def _grow(self, size: int) -> int:
-        raw = self._memory._raw
-        page = int(ffi.wasmtime_memory_page_size(self._ctx, ctypes.byref(raw)))
+    def _grow(self, memory: Memory, size: int) -> int:
+        raw = ctypes.byref(memory._raw)
+        page = int(ffi.wasmtime_memory_page_size(self._ctx, raw))
         pages = -(-size // page)
         prev = ctypes.c_uint64()
-        err = ffi.wasmtime_memory_grow(self._ctx, ctypes.byref(raw), pages, ctypes.byref(prev))
+        err = ffi.wasmtime_memory_grow(self._ctx, raw, pages, ctypes.byref(prev))
         if err:
             reason = take_error(err)
             raise WasyncError(
@@ -344,18 +378,19 @@ class AsyncifyBackend:
     def _header_address(self) -> int:
         # The buffer was checked to lie inside memory 0 when it was placed, and a
         # memory never shrinks; only its base address may move when it grows.
-        data = ffi.wasmtime_memory_data(self._ctx, self._memory_ref)
-        return ctypes.addressof(data.contents) + self._data
+        if not self._memory_address:
+            raise WasyncError("the instance has no Asyncify data buffer (memory 0 not exported)")
+        return (_memory_data(self._ctx_address, self._memory_address) or 0) + self._data
 
     def _read_header(self) -> tuple[int, int]:
         """The header's (position, end)."""
-        address = self._header_address()
-        word = ctypes.c_uint64 if self._is64 else ctypes.c_uint32
-        return word.from_address(address).value, word.from_address(address + self._header // 2).value
+        raw = ctypes.string_at(self._header_address(), self._header)
+        return self._word.unpack_from(raw)[0], self._word.unpack_from(raw, self._word.size)[0]
 
     def _write_header(self) -> None:
         """Empty the buffer: position = start."""
-        ctypes.memmove(self._header_address(), self._fresh_header, self._header)
+        if self._memory_address:  # else there is no buffer: nothing suspends
+            ctypes.memmove(self._header_address(), self._fresh_header, self._header)
 
     def _overflow(self, needed: int, *, exact: bool) -> AsyncifyStackOverflow:
         available = self._end - self._start
@@ -369,31 +404,48 @@ class AsyncifyBackend:
             available=available,
         )
 
-    # -- calling the protocol exports -----------------------------------------
+    # -- calling wasm -----------------------------------------------------------
 
     def _prepare_abi(self) -> None:
-        """Argument and result arrays for the Asyncify exports, built once (their
-        only argument is the data buffer's address, which never changes)."""
+        """Argument and result arrays for the Asyncify exports (their only
+        argument is the data buffer's address, which never changes)."""
         for name in ASYNCIFY_EXPORTS:
             func, params, results = self._funcs[name]
             argv = (ffi.wasmtime_val_t * 1)()
-            if params:
-                write_val(argv[0], params[0], self._data)
             resv = (ffi.wasmtime_val_t * 1)()
-            kind = results[0] if results else -1
-            self._abi[name] = (ctypes.byref(func), argv, len(params), resv, len(results), kind)
+            if params:
+                Marshal(params).pack_into(ctypes.addressof(argv), (self._data,))
+            self._abi_arrays += [func, argv, resv]
+            self._abi[name] = (
+                ctypes.addressof(func),
+                ctypes.addressof(argv),
+                len(params),
+                ctypes.addressof(resv),
+                len(results),
+            )
 
-    def _call_abi(self, ctx: Any, name: str) -> int:
-        """Call one of the Asyncify exports; returns its result (0 if none).
+    def _call_abi(self, ctx: int, name: str) -> int:
+        """Call one of the Asyncify exports; returns its i32 result (0 if none).
         A trap raises :class:`~wasync.Trap`."""
-        func, argv, n, resv, m, kind = self._abi[name]
-        trap = ctypes.POINTER(ffi.wasm_trap_t)()
-        error = ffi.wasmtime_func_call(ctx, func, argv, n, resv, m, ctypes.byref(trap))
-        if error:
-            raise take_error(error, self._names)
-        if trap:
-            raise take_trap(trap, self._names)
-        return int(read_val(resv[0], kind)) if m else 0
+        func, argv, n, resv, m = self._abi[name]
+        slot = self._trap_slot
+        slot.value = None
+        error = _func_call(ctx, func, argv, n, resv, m, self._trap_slot_address)
+        if error or slot.value:
+            raise_call_failure(_trap_pointer(slot.value), _error_pointer(error), None, self._names)
+        return int(self._abi_result.unpack(resv)[0]) if m else 0
+
+    def _invoke(self, ctx: int, call: _ExportCall) -> None:
+        """Call an export once; a trap or error raises (see raise_call_failure)."""
+        slot = ctypes.c_void_p()
+        error = _func_call(
+            ctx, call.func, call.argv, call.n, call.resv, call.m, ctypes.addressof(slot)
+        )
+        if error or slot.value:
+            raise_call_failure(
+                _trap_pointer(slot.value), _error_pointer(error), self._take_host_error(),
+                self._names,
+            )  # fmt: skip
 
     def _recover(self) -> None:
         """After a failed or abandoned call: back to the normal state with an empty
@@ -402,32 +454,35 @@ class AsyncifyBackend:
             return
         try:
             self._write_header()  # first: stop_* traps if position > end
-            state = self._call_abi(self._ctx, "asyncify_get_state")
+            state = self._call_abi(self._ctx_address, "asyncify_get_state")
             if state == _UNWINDING:
-                self._call_abi(self._ctx, "asyncify_stop_unwind")
+                self._call_abi(self._ctx_address, "asyncify_stop_unwind")
             elif state == _REWINDING:
-                self._call_abi(self._ctx, "asyncify_stop_rewind")
+                self._call_abi(self._ctx_address, "asyncify_stop_rewind")
             self._write_header()
         except WasyncError:
             pass  # the memory is gone or the module is broken: the next call will say so
 
     # -- calls ----------------------------------------------------------------
 
+    def _export_call(self, name: str) -> _ExportCall:
+        call = self._calls.get(name)
+        if call is None:
+            found = self._funcs.get(name)
+            if found is None:
+                raise WasyncError(f"export {name!r} cannot be called (reference-typed signature)")
+            if name in _PROTOCOL_EXPORTS:
+                raise WasyncError(f"export {name!r} belongs to the Asyncify protocol")
+            call = self._calls[name] = _ExportCall(*found)
+        return call
+
     async def call(self, name: str, args: tuple[object, ...]) -> object:
-        entry = self._funcs.get(name)
-        if entry is None:
-            raise WasyncError(f"export {name!r} cannot be called (reference-typed signature)")
-        if name in _PROTOCOL_EXPORTS:
-            raise WasyncError(f"export {name!r} belongs to the Asyncify protocol the runtime runs")
+        self._context()  # not closed
+        call = self._export_call(name)
         if self._driving:
             raise WasyncError(f"call to {name!r} while another call runs on this instance")
-        func, params, results = entry
-        ctx = self._context()
-        n, m = len(params), len(results)
-        argv = (ffi.wasmtime_val_t * max(n, 1))()
-        for i, (k, v) in enumerate(zip(params, args, strict=True)):
-            write_val(argv[i], k, v)
-        resv = (ffi.wasmtime_val_t * max(m, 1))()
+        ctx = self._ctx_address
+        call.params.pack_into(call.argv, args)
         self._write_header()
         self._host_error = None
         self._pending = None
@@ -436,38 +491,46 @@ class AsyncifyBackend:
         clean = False
         try:
             while True:
-                trap = ctypes.POINTER(ffi.wasm_trap_t)()
-                error = ffi.wasmtime_func_call(
-                    ctx, ctypes.byref(func), argv, n, resv, m, ctypes.byref(trap)
-                )
-                if trap or error:
-                    self._raise_failure(trap, error)
-                pending = self._pending
-                if pending is None and not self._rewinding:
+                try:
+                    self._invoke(ctx, call)
+                except Trap as t:
+                    overflow = self._overflow_trap(t)
+                    if overflow is None:
+                        raise
+                    raise overflow from t
+                pending, rewinding = self._progress()
+                if pending is None and not rewinding:
                     # Nothing suspended (the import callbacks keep count): state normal.
                     clean = True
-                    if m == 0:
-                        return None
-                    if m == 1:
-                        return read_val(resv[0], results[0])
-                    return tuple(read_val(resv[i], k) for i, k in enumerate(results))
+                    return call.value()
                 state = self._call_abi(ctx, "asyncify_get_state")
-                if state != _UNWINDING or pending is None or self._rewinding:
+                if state != _UNWINDING or pending is None or rewinding:
                     raise self._protocol_failure(name, state, pending)
                 # The stack is unwound: check the buffer held it, then run the coroutine.
                 position, end = self._read_header()
                 if position > end:
                     raise self._overflow(position - self._start, exact=True)
+                if position == self._start:
+                    # Every instrumented frame saves at least where it resumes.
+                    raise WasyncError(
+                        f"async import {pending.host.label} started an unwind, but no frame "
+                        f"was saved: export {name!r} and the functions calling the import are "
+                        "not instrumented by Asyncify (list every async import in the "
+                        "transform's asyncify-imports); rewinding would run it twice"
+                    )
                 self._call_abi(ctx, "asyncify_stop_unwind")
                 hf = pending.host
-                call_args = (self._inst.caller, *pending.args) if hf.wants_caller else pending.args
                 try:
-                    pending.values = hf.convert_result(await hf.fn(*call_args))
+                    if hf.wants_caller:
+                        value = await hf.fn(self._inst.caller, *pending.args)
+                    else:
+                        value = await hf.fn(*pending.args)
+                    pending.values = hf.convert_result(value)
                 except Exception as e:  # noqa: BLE001 - raised inside wasm at the import
                     pending.error = e
                 # Rewind: the import raises (as a trap) or returns inside wasm, so the
                 # caller sees the same result and backtrace as with the other strategies.
-                ctx = self._context()
+                self._context()  # the instance may have been closed meanwhile
                 self._call_abi(ctx, "asyncify_start_rewind")
                 self._rewinding = True
         finally:
@@ -481,22 +544,24 @@ class AsyncifyBackend:
             else:
                 self._recover()
 
-    def _raise_failure(self, trap: Any, error: Any) -> None:
-        """Raise what a failed export call left behind. A memory trap while our
-        import was unwinding the stack is the buffer overflowing the memory."""
-        unwinding = self._pending is not None and not self._rewinding
-        try:
-            raise_call_failure(trap, error, self._take_host_error(), self._names)
-        except Trap as t:
-            if (
-                unwinding
-                and t.code == "MEMORY_OUT_OF_BOUNDS"
-                and self._call_abi(self._ctx, "asyncify_get_state") == _UNWINDING
-            ):
-                position = self._read_header()[0]
-                needed = max(position - self._start, self._end - self._start) + 1
-                raise self._overflow(needed, exact=False) from t
-            raise
+    def _progress(self) -> tuple[_Pending | None, bool]:
+        """What the import callbacks left: the suspended call, and whether the
+        rewind is still under way (it ends when the import is reached)."""
+        return self._pending, self._rewinding
+
+    def _overflow_trap(self, trap: Trap) -> AsyncifyStackOverflow | None:
+        """A memory trap while our import was unwinding the stack is the buffer
+        running off the end of memory."""
+        if (
+            self._pending is not None
+            and not self._rewinding
+            and trap.code == "MEMORY_OUT_OF_BOUNDS"
+            and self._call_abi(self._ctx_address, "asyncify_get_state") == _UNWINDING
+        ):
+            position = self._read_header()[0]
+            needed = max(position - self._start, self._end - self._start) + 1
+            return self._overflow(needed, exact=False)
+        return None
 
     def _protocol_failure(self, name: str, state: int, pending: _Pending | None) -> WasyncError:
         if state == _REWINDING and pending is not None:
@@ -531,27 +596,15 @@ class AsyncifyBackend:
         and calls back in the same way. A trap raises :class:`~wasync.Trap`."""
         if not self._driving:
             raise WasyncError("call_nested() is only possible inside an import of a running call")
-        entry = self._funcs.get(name)
-        if entry is None or name in _PROTOCOL_EXPORTS:
-            raise WasyncError(f"export {name!r} cannot be called")
-        func, params, results = entry
-        n, m = len(params), len(results)
-        if len(args) != n:
-            raise TypeError(f"export {name!r} takes {n} arguments, got {len(args)}")
-        argv = (ffi.wasmtime_val_t * max(n, 1))()
-        for i, (k, v) in enumerate(zip(params, args, strict=True)):
-            write_val(argv[i], k, v)
-        resv = (ffi.wasmtime_val_t * max(m, 1))()
-        trap = ctypes.POINTER(ffi.wasm_trap_t)()
-        error = ffi.wasmtime_func_call(
-            self._context(), ctypes.byref(func), argv, n, resv, m, ctypes.byref(trap)
-        )
-        raise_call_failure(trap, error, self._take_host_error(), self._names)
-        if m == 0:
-            return None
-        if m == 1:
-            return read_val(resv[0], results[0])
-        return tuple(read_val(resv[i], k) for i, k in enumerate(results))
+        self._context()
+        # Arrays of its own: the outer call's arguments are passed again on the rewind.
+        self._export_call(name)  # checks the name
+        call = _ExportCall(*self._funcs[name])
+        if len(args) != call.n:
+            raise TypeError(f"export {name!r} takes {call.n} arguments, got {len(args)}")
+        call.params.pack_into(call.argv, args)
+        self._invoke(self._ctx_address, call)
+        return call.value()
 
     # -- the Backend protocol, continued --------------------------------------
 
@@ -565,6 +618,7 @@ class AsyncifyBackend:
 
     def close(self) -> None:
         self._funcs.clear()
+        self._calls.clear()
         self._memories.clear()
         self._store = None
         self._linker = None  # type: ignore[assignment]
@@ -578,5 +632,9 @@ def _export_func(inst: Instance, name: str) -> FuncType | None:
     return info.type
 
 
-def _trap_address(trap: Any) -> int:
-    return ctypes.cast(trap, ctypes.c_void_p).value or 0
+def _trap_pointer(address: int | None) -> Any:
+    return ctypes.cast(address, ctypes.POINTER(ffi.wasm_trap_t)) if address else None
+
+
+def _error_pointer(address: int | None) -> Any:
+    return error_pointer(address) if address else None
