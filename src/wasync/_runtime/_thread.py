@@ -32,7 +32,13 @@ thread (unless the worker is running wasm or plain-import code, which cannot be
 interrupted: then the thread releases the store and exits as soon as that code
 returns). The thread holds only a weak reference to the instance's state while
 idle, and a finalizer queues the stop when that state is garbage-collected, so
-worker threads never outlive their instances.
+worker threads never outlive their instances (a :class:`Memory` object still
+referenced keeps the store, and so the thread, alive).
+
+Cost: each suspension is one cross-thread round trip plus two GIL hand-overs
+(tens of microseconds; see tests/test_runtime_thread.py), and every export
+call is one more. The strategy suits imports that do real I/O and wasm code
+that computes for long stretches; "fiber" is cheaper for chatty imports.
 
 Memory may be read and written from the loop while the worker is blocked in an
 async import or idle (the wasm code is not running then). Accessing it while a
@@ -42,6 +48,7 @@ CPU-bound call) races with that code.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import queue
@@ -54,6 +61,7 @@ import wasmtime
 from wasync._errors import WasyncError
 from wasync._runtime import _aio
 from wasync._runtime._common import (
+    ExportFunc,
     define_import,
     lookup_exports,
     plain_import_callback,
@@ -130,7 +138,10 @@ class _Job:
     )  # fmt: skip
 
     def __init__(
-        self, signal: _aio.ThreadSignal, export: _Export | None = None, args: tuple[object, ...] = ()
+        self,
+        signal: _aio.ThreadSignal,
+        export: _Export | None = None,
+        args: tuple[object, ...] = (),
     ) -> None:
         self.signal = signal
         self.export = export
@@ -174,27 +185,29 @@ class _Job:
             self.done = True
             listening = self.listening
         if listening:
-            try:
+            # RuntimeError: the event loop has finished; nobody awaits the outcome.
+            with contextlib.suppress(RuntimeError):
                 self.signal.set_threadsafe()
-            except RuntimeError:  # the event loop has finished: nobody awaits the outcome
-                pass
 
     # -- loop side (or close(), on any thread) ----------------------------------
 
     def cut_short(self, reason: str, *, listening: bool) -> bool:
         """Make the import the worker is blocked in trap now, and later ones at
         once; with ``listening=False`` the outcome is not wanted any more.
-        Returns whether the worker was blocked in an import."""
+        Returns whether the worker is now unwinding from an import that traps
+        (rather than running wasm or plain-import code)."""
         with self.lock:
             if self.abort is None:
                 self.abort = _Abort(reason)
             self.listening = self.listening and listening
             req = self.blocked
-            if req is not None and not req.answered:
+            if req is None:
+                return False
+            if not req.answered:
                 req.answered = True
                 req.error = self.abort
                 req.ready.release()
-            return req is not None
+            return isinstance(req.error, _Abort)
 
     def take_request(self) -> tuple[_Request | None, bool]:
         with self.lock:
@@ -204,7 +217,9 @@ class _Job:
             req.taken = True
             return req, False
 
-    def answer(self, req: _Request, error: BaseException | None, values: tuple[object, ...]) -> None:
+    def answer(
+        self, req: _Request, error: BaseException | None, values: tuple[object, ...]
+    ) -> None:
         with self.lock:
             if req.answered:
                 return  # abandoned meanwhile (close()): the worker has moved on
@@ -235,10 +250,14 @@ class _Worker:
         self.current: _Job | None = None
         self.closed = False
         self._host_error: BaseException | None = None
-        self.exports: dict[str, _Export] = {}
+        self.funcs: dict[str, ExportFunc] = {}
+        self.exports: dict[str, _Export] = {}  # built on first call (on the loop)
         self.memories: dict[str, Memory] = {}
-        self.callable: set[str] = set()
+        defined: set[tuple[str, str]] = set()
         for hf in host:
+            if (hf.module, hf.name) in defined:
+                continue  # imported twice: one definition serves both
+            defined.add((hf.module, hf.name))
             if hf.is_async:
                 cb = SYNC_CALLBACK(self._async_callback(hf))
             else:
@@ -312,8 +331,7 @@ class _Worker:
             self.linker.ptr(), self.ctx, wmod.ptr(), ctypes.byref(raw), ctypes.byref(trap)
         )
         raise_call_failure(trap, error, self._take_host_error(), self.names)
-        funcs, self.memories = lookup_exports(self.ctx, raw, self.module, self.context)
-        self.exports = {name: _Export(*entry) for name, entry in funcs.items()}
+        self.funcs, self.memories = lookup_exports(self.ctx, raw, self.module, self.context)
 
     def _call(self, export: _Export, args: tuple[object, ...]) -> object:
         export.params.pack_into(ctypes.addressof(export.argv), args)
@@ -337,6 +355,7 @@ class _Worker:
     def release(self) -> None:
         """Drop the store (on the worker thread, when it stops)."""
         self.closed = True
+        self.funcs = {}
         self.exports = {}
         self.memories = {}
         self.store = None
@@ -382,6 +401,7 @@ class ThreadBackend:
         self._worker: _Worker | None = worker
         # Queues the stop when closed or when the worker state is collected.
         self._stop = weakref.finalize(worker, self._jobs.put, None)
+        self._stop.atexit = False  # at exit, daemon threads just end with the process
         self._thread = threading.Thread(
             target=_worker_main,
             args=(weakref.ref(worker), self._jobs),
@@ -401,9 +421,13 @@ class ThreadBackend:
         return self._worker
 
     async def call(self, name: str, args: tuple[object, ...]) -> object:
-        export = self._require().exports.get(name)
+        worker = self._require()
+        export = worker.exports.get(name)
         if export is None:
-            raise WasyncError(f"export {name!r} cannot be called (reference-typed signature)")
+            found = worker.funcs.get(name)
+            if found is None:
+                raise WasyncError(f"export {name!r} cannot be called (reference-typed signature)")
+            export = worker.exports[name] = _Export(*found)
         return await self._run(_Job(_aio.new_thread_signal(), export, args))
 
     async def _run(self, job: _Job) -> object:
@@ -422,7 +446,9 @@ class ThreadBackend:
                     await signal.wait()
         except BaseException as e:
             # Cancelled (or interrupted): the worker finishes in the background.
-            job.cut_short(f"the awaiting task was interrupted ({type(e).__name__})", listening=False)
+            job.cut_short(
+                f"the awaiting task was interrupted ({type(e).__name__})", listening=False
+            )
             raise
         error = job.error
         if error is not None:
