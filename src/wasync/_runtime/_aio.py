@@ -48,6 +48,15 @@ def new_lock() -> AsyncLock:
     return asyncio.Lock()
 
 
+def current_task_function() -> Callable[[], object]:
+    """The running library's current-task function (looked up once per instance)."""
+    if _library() == "trio":
+        import trio  # noqa: PLC0415
+
+        return trio.lowlevel.current_task
+    return asyncio.current_task
+
+
 def current_task() -> object:
     if _library() == "trio":
         import trio  # noqa: PLC0415

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 from wasync._binary.types import ExternKind, FuncType
 from wasync._errors import InstanceBusy, ReentrancyError, WasyncError
@@ -134,9 +134,10 @@ class Exports:
 
     def __init__(self, instance: Instance) -> None:
         self._instance = instance
+        self._cache: dict[str, Callable[..., Awaitable[Any]]] = {}
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
-        if name.startswith("__"):
+        if name.startswith("_"):
             raise AttributeError(name)
         try:
             return self[name]
@@ -144,16 +145,20 @@ class Exports:
             raise AttributeError(f"the module exports no function {name!r}") from None
 
     def __getitem__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        fn = self._cache.get(name)
+        if fn is not None:
+            return fn
         info = self._instance.module.export(name)
         if info is None or info.kind is not ExternKind.FUNC:
             raise KeyError(name)
-        instance = self._instance
+        call_export = self._instance.call
 
         async def call(*args: object) -> Any:
-            return await instance.call(name, *args)
+            return await call_export(name, *args)
 
         call.__name__ = name
         call.__qualname__ = f"exports.{name}"
+        self._cache[name] = call
         return call
 
     def __iter__(self) -> Iterator[str]:
@@ -175,6 +180,12 @@ class Instance:
         self._backend: Backend | None = None
         self._lock: _aio.AsyncLock | None = None
         self._active: object | None = None  # the task running a call
+        self._current_task: Callable[[], object] = _aio.current_task
+        self._arity = {
+            e.name: len(e.type.params)
+            for e in module.exports
+            if e.kind is ExternKind.FUNC and isinstance(e.type, FuncType)
+        }
         self.caller = Caller(self)
 
     @property
@@ -197,31 +208,43 @@ class Instance:
 
     async def call(self, name: str, *args: object) -> Any:
         """Call the exported function `name`; returns None, a value, or a tuple."""
-        backend = self._require()
-        info = self.module.export(name)
-        if info is None or info.kind is not ExternKind.FUNC:
-            raise WasyncError(f"the module exports no function {name!r}")
-        assert isinstance(info.type, FuncType)
-        if len(args) != len(info.type.params):
-            raise TypeError(
-                f"{name}{info.type} takes {len(info.type.params)} arguments, got {len(args)}"
-            )
-        task = _aio.current_task()
-        if self._active is not None and self._active is task:
-            raise ReentrancyError(
-                f"call to {name!r} from inside an import of the same instance while it is suspended"
-            )
-        if self._lock is None:
-            self._lock = _aio.new_lock()
-        if self._lock.locked() and self.options.on_busy == "error":
-            raise InstanceBusy(f"a call is already running on this instance (calling {name!r})")
-        await self._lock.acquire()
+        backend = self._backend
+        if backend is None:
+            raise WasyncError("the instance is closed")
+        arity = self._arity.get(name)
+        if arity is None or len(args) != arity:
+            self._bad_call(name, args)
+        lock = self._lock
+        if lock is None:
+            lock = self._lock = _aio.new_lock()
+            self._current_task = _aio.current_task_function()
+        task = self._current_task()
+        if self._active is not None:
+            if self._active is task:
+                raise ReentrancyError(
+                    f"call to {name!r} from inside an import of the same instance "
+                    "while it is suspended"
+                )
+            if self.options.on_busy == "error":
+                raise InstanceBusy(
+                    f"a call is already running on this instance (calling {name!r})"
+                )
+        await lock.acquire()
         self._active = task
         try:
             return await backend.call(name, args)
         finally:
             self._active = None
             self._lock.release()
+
+    def _bad_call(self, name: str, args: tuple[object, ...]) -> NoReturn:
+        info = self.module.export(name)
+        if info is None or info.kind is not ExternKind.FUNC:
+            raise WasyncError(f"the module exports no function {name!r}")
+        assert isinstance(info.type, FuncType)
+        raise TypeError(
+            f"{name}{info.type} takes {len(info.type.params)} arguments, got {len(args)}"
+        )
 
     def close(self) -> None:
         """Release the store (and thread) behind the instance."""

@@ -102,6 +102,7 @@ class Module:
             )
             for e in self.binary.exports
         )
+        self._export_index = {e.name: e for e in self.exports}
         self._compiled: dict[int, wasmtime.Module] = {}
         self._lock = threading.Lock()
 
@@ -129,7 +130,7 @@ class Module:
         return all(n in names for n in ASYNCIFY_EXPORTS)
 
     def export(self, name: str) -> ExportInfo | None:
-        return next((e for e in self.exports if e.name == name), None)
+        return self._export_index.get(name)
 
     def compiled(self, engine: wasmtime.Engine) -> wasmtime.Module:
         """The wasmtime module for `engine` (compiled once per engine)."""
