@@ -57,7 +57,7 @@ WAT = r"""
     (local.get $acc))
   (func (export "hold") (result i32) (call $wait (i32.const 0))))
 """
-STRATEGIES = ("fiber", "asyncify", "thread")
+STRATEGIES: tuple[wasync.Strategy, ...] = ("fiber", "asyncify", "thread")
 
 
 def rss_bytes() -> int:
@@ -72,7 +72,7 @@ async def bare_loop(n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def module_for(strategy: str) -> wasync.Module:
+def module_for(strategy: wasync.Strategy) -> wasync.Module:
     if strategy == "asyncify":
         from tests.support.binaryen import binaryen_asyncify  # noqa: PLC0415
 
@@ -89,10 +89,12 @@ def plain(x: int) -> int:
     return x
 
 
-async def suspend_cost(module: wasync.Module, strategy: str, n: int, depth: int) -> float:
+async def suspend_cost(
+    module: wasync.Module, strategy: wasync.Strategy, n: int, depth: int
+) -> float:
     inst = await wasync.instantiate(
         module, {"env": {"wait": wait, "plain": plain}}, strategy=strategy
-    )  # type: ignore[arg-type]
+    )
     await inst.exports.suspend_loop(10, depth)
     t0 = time.perf_counter()
     await inst.exports.suspend_loop(n, depth)
@@ -101,10 +103,10 @@ async def suspend_cost(module: wasync.Module, strategy: str, n: int, depth: int)
     return elapsed
 
 
-async def plain_cost(module: wasync.Module, strategy: str, n: int) -> float:
+async def plain_cost(module: wasync.Module, strategy: wasync.Strategy, n: int) -> float:
     inst = await wasync.instantiate(
         module, {"env": {"wait": wait, "plain": plain}}, strategy=strategy
-    )  # type: ignore[arg-type]
+    )
     await inst.exports.plain_loop(10)
     t0 = time.perf_counter()
     await inst.exports.plain_loop(n)
@@ -121,7 +123,7 @@ def wasmtime_py_plain_cost(n: int) -> float:
     ft = wasmtime.FuncType([i32], [i32])
     linker.define_func("env", "wait", ft, plain)
     linker.define_func("env", "plain", ft, plain)
-    inst = linker.instantiate(store, wasmtime.Module(engine, wasmtime.wat2wasm(WAT)))
+    inst = linker.instantiate(store, wasmtime.Module(engine, bytes(wasmtime.wat2wasm(WAT))))
     run: Any = inst.exports(store)["plain_loop"]
     run(store, 10)
     t0 = time.perf_counter()
@@ -129,7 +131,9 @@ def wasmtime_py_plain_cost(n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-async def memory_per_instance(module: wasync.Module, strategy: str, count: int) -> float:
+async def memory_per_instance(
+    module: wasync.Module, strategy: wasync.Strategy, count: int
+) -> float:
     gate = asyncio.Event()
 
     async def hold(x: int) -> int:
@@ -139,7 +143,7 @@ async def memory_per_instance(module: wasync.Module, strategy: str, count: int) 
     gc.collect()
     before = rss_bytes()
     instances = [
-        await wasync.instantiate(module, {"env": {"wait": hold, "plain": plain}}, strategy=strategy)  # type: ignore[arg-type]
+        await wasync.instantiate(module, {"env": {"wait": hold, "plain": plain}}, strategy=strategy)
         for _ in range(count)
     ]
     tasks = [asyncio.create_task(i.exports.hold()) for i in instances]
@@ -165,7 +169,10 @@ async def main_async(args: argparse.Namespace) -> None:
         "| plain import call | / wasmtime-py | RSS per suspended instance |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for strategy in args.strategies.split(","):
+    for name in args.strategies.split(","):
+        if name not in STRATEGIES:
+            raise SystemExit(f"unknown strategy {name!r}: choose from {', '.join(STRATEGIES)}")
+        strategy: wasync.Strategy = name
         module = module_for(strategy)
         d1 = min([await suspend_cost(module, strategy, n, 1) for _ in range(3)])
         d20 = min([await suspend_cost(module, strategy, n // 2, 20) for _ in range(3)])

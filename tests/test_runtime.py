@@ -137,7 +137,7 @@ def test_async_imports_of_every_numeric_type(core: wasync.Module, strategy: str)
         inst = await make(core, strategy, host)
         assert inst.strategy == strategy
         assert await inst.exports.sum(5) == 100
-        assert [c for c in host.calls] == [("get_i32", i) for i in range(5)]
+        assert host.calls == [("get_i32", i) for i in range(5)]
         assert await inst.exports.wide(2**62) == 2**63 + 1 - 2**64  # wraps as i64
         assert await inst.exports.wide(-7) == -13
         assert await inst.exports.floats(3.0, 2.0) == 1.5 + 3.0
@@ -370,5 +370,33 @@ def test_instances_are_released(core: wasync.Module, strategy: str) -> None:
             assert await inst.exports.sum(1) == 0
             del inst
         gc.collect()
+
+    asyncio.run(main())
+
+
+def test_same_import_twice(strategy: str) -> None:
+    wat = """(module
+      (import "env" "f" (func $a (param i32) (result i32)))
+      (import "env" "f" (func $b (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "both") (param i32) (result i32)
+        (i32.add (call $a (local.get 0)) (call $b (local.get 0)))))"""
+
+    async def f(x: int) -> int:
+        await asyncio.sleep(0)
+        return x + 1
+
+    async def main() -> None:
+        inst = await wasync.instantiate(
+            module_for(strategy, wat), {"env": {"f": f}}, strategy=strategy
+        )  # type: ignore[arg-type]
+        assert await inst.exports.both(1) == 4
+        clash = wat.replace("(func $b (param i32)", "(func $b (param i64)").replace(
+            "(call $b (local.get 0))", "(i32.wrap_i64 (call $b (i64.extend_i32_u (local.get 0))))"
+        )
+        with pytest.raises(wasync.LinkError, match="twice with different signatures"):
+            await wasync.instantiate(
+                wasync.Module.from_wat(clash), {"env": {"f": f}}, strategy=strategy
+            )  # type: ignore[arg-type]
 
     asyncio.run(main())

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ASYNC_CALLBACK",
-    "FLAG_READER",
     "CONTINUATION",
+    "FLAG_READER",
     "KIND_OF",
     "NO_FINALIZER",
     "NULL_FINALIZER",

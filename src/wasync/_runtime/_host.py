@@ -89,6 +89,7 @@ def resolve_imports(
     parameters, or an import of a kind the runtime cannot provide."""
     imports = imports or {}
     out: list[HostFunc] = []
+    seen: dict[tuple[str, str], FuncType] = {}
     for imp in module.imports:
         if imp.kind is not ExternKind.FUNC:
             raise LinkError(
@@ -98,6 +99,18 @@ def resolve_imports(
                 name=imp.name,
             )
         assert isinstance(imp.type, FuncType)
+        earlier = seen.get((imp.module, imp.name))
+        if earlier is not None:
+            # The same name imported twice (legal wasm): one definition serves both.
+            if earlier != imp.type:
+                raise LinkError(
+                    f"imported twice with different signatures ({earlier} and {imp.type}); "
+                    "one host function cannot provide both",
+                    module=imp.module,
+                    name=imp.name,
+                )
+            continue
+        seen[(imp.module, imp.name)] = imp.type
         namespace = imports.get(imp.module)
         if namespace is None or imp.name not in namespace:
             have = ", ".join(sorted(namespace)) if namespace else "nothing"

@@ -14,7 +14,7 @@ from wasync._runtime._host import resolve_imports
 from wasync._runtime._module import Module
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator, Mapping
+    from collections.abc import Callable, Coroutine, Iterator, Mapping
 
     from wasync._runtime._host import HostFunc
 
@@ -134,9 +134,9 @@ class Exports:
 
     def __init__(self, instance: Instance) -> None:
         self._instance = instance
-        self._cache: dict[str, Callable[..., Awaitable[Any]]] = {}
+        self._cache: dict[str, Callable[..., Coroutine[Any, Any, Any]]] = {}
 
-    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+    def __getattr__(self, name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
         if name.startswith("_"):
             raise AttributeError(name)
         try:
@@ -144,7 +144,7 @@ class Exports:
         except KeyError:
             raise AttributeError(f"the module exports no function {name!r}") from None
 
-    def __getitem__(self, name: str) -> Callable[..., Awaitable[Any]]:
+    def __getitem__(self, name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
         fn = self._cache.get(name)
         if fn is not None:
             return fn
@@ -226,16 +226,14 @@ class Instance:
                     "while it is suspended"
                 )
             if self.options.on_busy == "error":
-                raise InstanceBusy(
-                    f"a call is already running on this instance (calling {name!r})"
-                )
+                raise InstanceBusy(f"a call is already running on this instance (calling {name!r})")
         await lock.acquire()
         self._active = task
         try:
             return await backend.call(name, args)
         finally:
             self._active = None
-            self._lock.release()
+            lock.release()
 
     def _bad_call(self, name: str, args: tuple[object, ...]) -> NoReturn:
         info = self.module.export(name)
