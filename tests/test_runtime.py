@@ -12,7 +12,7 @@ import gc
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -60,7 +60,7 @@ CORE = r"""
 """
 
 
-def module_for(strategy: str, wat: str) -> wasync.Module:
+def module_for(strategy: wasync.Strategy, wat: str) -> wasync.Module:
     if strategy != "asyncify":
         return wasync.Module.from_wat(wat)
     from tests.support.binaryen import binaryen_asyncify  # noqa: PLC0415
@@ -117,21 +117,25 @@ class Host:
 
 
 @pytest.fixture(scope="module", params=STRATEGIES)
-def strategy(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def strategy(request: pytest.FixtureRequest) -> wasync.Strategy:
+    return cast("wasync.Strategy", request.param)
 
 
 @pytest.fixture(scope="module")
-def core(strategy: str) -> wasync.Module:
+def core(strategy: wasync.Strategy) -> wasync.Module:
     return module_for(strategy, CORE)
 
 
-async def make(core: wasync.Module, strategy: str, host: Host, **kw: Any) -> wasync.Instance:
+async def make(
+    core: wasync.Module, strategy: wasync.Strategy, host: Host, **kw: Any
+) -> wasync.Instance:
     overrides = kw.pop("overrides", {})
-    return await wasync.instantiate(core, host.imports(**overrides), strategy=strategy, **kw)  # type: ignore[arg-type]
+    return await wasync.instantiate(core, host.imports(**overrides), strategy=strategy, **kw)
 
 
-def test_async_imports_of_every_numeric_type(core: wasync.Module, strategy: str) -> None:
+def test_async_imports_of_every_numeric_type(
+    core: wasync.Module, strategy: wasync.Strategy
+) -> None:
     async def main() -> None:
         host = Host()
         inst = await make(core, strategy, host)
@@ -149,7 +153,7 @@ def test_async_imports_of_every_numeric_type(core: wasync.Module, strategy: str)
 
 
 def test_exception_in_import_propagates_and_instance_survives(
-    core: wasync.Module, strategy: str
+    core: wasync.Module, strategy: wasync.Strategy
 ) -> None:
     async def main() -> None:
         host = Host()
@@ -166,7 +170,7 @@ def test_exception_in_import_propagates_and_instance_survives(
     asyncio.run(main())
 
 
-def test_plain_import_exception(core: wasync.Module, strategy: str) -> None:
+def test_plain_import_exception(core: wasync.Module, strategy: wasync.Strategy) -> None:
     async def main() -> None:
         host = Host()
 
@@ -181,7 +185,9 @@ def test_plain_import_exception(core: wasync.Module, strategy: str) -> None:
     asyncio.run(main())
 
 
-def test_trap_has_backtrace_and_instance_survives(core: wasync.Module, strategy: str) -> None:
+def test_trap_has_backtrace_and_instance_survives(
+    core: wasync.Module, strategy: wasync.Strategy
+) -> None:
     async def main() -> None:
         host = Host()
         inst = await make(core, strategy, host)
@@ -194,7 +200,9 @@ def test_trap_has_backtrace_and_instance_survives(core: wasync.Module, strategy:
     asyncio.run(main())
 
 
-def test_cancel_while_suspended_then_next_call_works(core: wasync.Module, strategy: str) -> None:
+def test_cancel_while_suspended_then_next_call_works(
+    core: wasync.Module, strategy: wasync.Strategy
+) -> None:
     async def main() -> None:
         host = Host()
         host.block = asyncio.Event()  # never set: the import waits forever
@@ -211,7 +219,9 @@ def test_cancel_while_suspended_then_next_call_works(core: wasync.Module, strate
     asyncio.run(main())
 
 
-def test_calls_on_one_instance_are_serialized(core: wasync.Module, strategy: str) -> None:
+def test_calls_on_one_instance_are_serialized(
+    core: wasync.Module, strategy: wasync.Strategy
+) -> None:
     async def main() -> None:
         host = Host()
         host.delay = 0.01
@@ -224,7 +234,7 @@ def test_calls_on_one_instance_are_serialized(core: wasync.Module, strategy: str
     asyncio.run(main())
 
 
-def test_busy_instance_can_refuse(core: wasync.Module, strategy: str) -> None:
+def test_busy_instance_can_refuse(core: wasync.Module, strategy: wasync.Strategy) -> None:
     async def main() -> None:
         host = Host()
         host.delay = 0.05
@@ -238,7 +248,7 @@ def test_busy_instance_can_refuse(core: wasync.Module, strategy: str) -> None:
     asyncio.run(main())
 
 
-def test_reentrant_call_is_refused(core: wasync.Module, strategy: str) -> None:
+def test_reentrant_call_is_refused(core: wasync.Module, strategy: wasync.Strategy) -> None:
     async def main() -> None:
         host = Host()
         inst: wasync.Instance | None = None
@@ -256,7 +266,7 @@ def test_reentrant_call_is_refused(core: wasync.Module, strategy: str) -> None:
     asyncio.run(main())
 
 
-def test_caller_reaches_memory(core: wasync.Module, strategy: str) -> None:
+def test_caller_reaches_memory(core: wasync.Module, strategy: wasync.Strategy) -> None:
     async def main() -> None:
         host = Host()
 
@@ -277,7 +287,7 @@ def test_caller_reaches_memory(core: wasync.Module, strategy: str) -> None:
     asyncio.run(main())
 
 
-def test_arguments_are_checked(core: wasync.Module, strategy: str) -> None:
+def test_arguments_are_checked(core: wasync.Module, strategy: wasync.Strategy) -> None:
     async def main() -> None:
         inst = await make(core, strategy, Host())
         with pytest.raises(TypeError, match="takes 1 arguments"):
@@ -291,7 +301,7 @@ def test_arguments_are_checked(core: wasync.Module, strategy: str) -> None:
     asyncio.run(main())
 
 
-def test_bad_import_results_become_errors(core: wasync.Module, strategy: str) -> None:
+def test_bad_import_results_become_errors(core: wasync.Module, strategy: wasync.Strategy) -> None:
     async def main() -> None:
         async def wrong(x: int) -> str:
             await asyncio.sleep(0)
@@ -304,7 +314,7 @@ def test_bad_import_results_become_errors(core: wasync.Module, strategy: str) ->
     asyncio.run(main())
 
 
-def test_many_instances_sleep_concurrently(core: wasync.Module, strategy: str) -> None:
+def test_many_instances_sleep_concurrently(core: wasync.Module, strategy: wasync.Strategy) -> None:
     async def main() -> float:
         n, sleeps, delay = 100, 5, 0.05
         host = Host()
@@ -324,13 +334,13 @@ def test_many_instances_sleep_concurrently(core: wasync.Module, strategy: str) -
     assert elapsed < 2.0, elapsed
 
 
-def test_link_errors_before_anything_runs(core: wasync.Module, strategy: str) -> None:
+def test_link_errors_before_anything_runs(core: wasync.Module, strategy: wasync.Strategy) -> None:
     async def main() -> None:
         host = Host()
         imports = dict(host.imports()["env"])
         del imports["get_f32"]
         with pytest.raises(wasync.LinkError, match=r"env\.get_f32.*missing"):
-            await wasync.instantiate(core, {"env": imports}, strategy=strategy)  # type: ignore[arg-type]
+            await wasync.instantiate(core, {"env": imports}, strategy=strategy)
         with pytest.raises(wasync.LinkError, match=r"env\.plain.*cannot take 2"):
             await make(core, strategy, host, overrides={"plain": lambda a: a})
         with pytest.raises(wasync.LinkError, match="not callable"):
@@ -339,7 +349,7 @@ def test_link_errors_before_anything_runs(core: wasync.Module, strategy: str) ->
     asyncio.run(main())
 
 
-def test_under_trio(core: wasync.Module, strategy: str) -> None:
+def test_under_trio(core: wasync.Module, strategy: wasync.Strategy) -> None:
     trio = pytest.importorskip("trio")
 
     async def get_i32(x: int) -> int:
@@ -363,7 +373,7 @@ def test_under_trio(core: wasync.Module, strategy: str) -> None:
     trio.run(main)
 
 
-def test_instances_are_released(core: wasync.Module, strategy: str) -> None:
+def test_instances_are_released(core: wasync.Module, strategy: wasync.Strategy) -> None:
     async def main() -> None:
         for _ in range(50):
             inst = await make(core, strategy, Host())
@@ -374,7 +384,7 @@ def test_instances_are_released(core: wasync.Module, strategy: str) -> None:
     asyncio.run(main())
 
 
-def test_same_import_twice(strategy: str) -> None:
+def test_same_import_twice(strategy: wasync.Strategy) -> None:
     wat = """(module
       (import "env" "f" (func $a (param i32) (result i32)))
       (import "env" "f" (func $b (param i32) (result i32)))
@@ -389,7 +399,7 @@ def test_same_import_twice(strategy: str) -> None:
     async def main() -> None:
         inst = await wasync.instantiate(
             module_for(strategy, wat), {"env": {"f": f}}, strategy=strategy
-        )  # type: ignore[arg-type]
+        )
         assert await inst.exports.both(1) == 4
         clash = wat.replace("(func $b (param i32)", "(func $b (param i64)").replace(
             "(call $b (local.get 0))", "(i32.wrap_i64 (call $b (i64.extend_i32_u (local.get 0))))"
@@ -397,6 +407,6 @@ def test_same_import_twice(strategy: str) -> None:
         with pytest.raises(wasync.LinkError, match="twice with different signatures"):
             await wasync.instantiate(
                 wasync.Module.from_wat(clash), {"env": {"f": f}}, strategy=strategy
-            )  # type: ignore[arg-type]
+            )
 
     asyncio.run(main())
