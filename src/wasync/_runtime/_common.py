@@ -21,12 +21,9 @@ from wasync._runtime._ffi import (
     error_pointer,
     ffi,
     func_kinds,
-    new_trap,
-    read_val,
     take_error,
     take_trap,
     trap_address,
-    write_val,
 )
 from wasync._runtime._instance import Memory
 
@@ -44,7 +41,6 @@ __all__ = [
     "lookup_exports",
     "plain_import_callback",
     "raise_call_failure",
-    "sync_callback",
     "wasmtime_functype",
 ]
 
@@ -126,39 +122,6 @@ def lookup_exports(
             ctypes.pointer(mem)[0] = ext.of.memory
             memories[export.name] = Memory(context, mem, export.name)
     return funcs, memories
-
-
-def sync_callback(backend: HostErrorSink, hf: HostFunc, caller: object) -> Any:
-    """A raw synchronous host callback for a plain callable (shared by the
-    strategies that call plain imports directly)."""
-    kinds = hf.param_kinds
-    result_kinds = hf.result_kinds
-    fn = hf.fn
-    wants_caller = hf.wants_caller
-    label = hf.label
-
-    def callback(env: Any, c: Any, args: Any, nargs: int, results: Any, nresults: int) -> int:
-        try:
-            values = [read_val(args[i], k) for i, k in enumerate(kinds)]
-            value = fn(caller, *values) if wants_caller else fn(*values)
-            if inspect.isawaitable(value):
-                close = getattr(value, "close", None)
-                if close is not None:
-                    close()
-                raise TypeError(
-                    f"import {label} is a plain function but returned an awaitable: "
-                    "make it `async def` or mark it with wasync.async_import"
-                )
-            out = hf.convert_result(value)
-            for i, k in enumerate(result_kinds):
-                write_val(results[i], k, out[i])
-            return 0
-        except BaseException as e:  # noqa: BLE001 - must not unwind into C; re-raised after
-            backend._host_error = e
-            trap = new_trap(f"import {label} raised {type(e).__name__}: {e}")
-            return ctypes.cast(trap, ctypes.c_void_p).value or 0
-
-    return callback
 
 
 _AWAITABLE_ERROR = (

@@ -25,7 +25,6 @@ __all__ = [
     "CONTINUATION",
     "FLAG_READER",
     "KIND_OF",
-    "NO_FINALIZER",
     "NULL_FINALIZER",
     "SYNC_CALLBACK",
     "VAL_SIZE",
@@ -37,15 +36,12 @@ __all__ = [
     "ffi",
     "func_kinds",
     "new_trap",
-    "read_val",
     "store_pointer",
     "take_error",
     "take_trap",
     "trap_address",
-    "write_val",
 ]
 
-NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()  # a NULL function pointer
 
 # wasmtime_valkind_t codes for the value types the runtime passes across.
 KIND_OF: dict[NumType, int] = {
@@ -68,49 +64,6 @@ def func_kinds(types: Sequence[ValType], what: str) -> tuple[int, ...]:
             raise LinkError(f"{what} uses the reference type {t}, which wasync cannot pass yet")
         kinds.append(KIND_OF[t])
     return tuple(kinds)
-
-
-def _signed(value: int, mask: int) -> int:
-    value &= mask
-    top = (mask >> 1) + 1
-    return value - (top << 1) if value & top else value
-
-
-def write_val(slot: Any, kind: int, value: object) -> None:
-    """Store a Python value into a wasmtime_val_t of the given kind."""
-    slot.kind = kind
-    if kind <= 1:
-        if not isinstance(value, int):
-            raise TypeError(f"expected an int for {'i32' if kind == 0 else 'i64'}, got {value!r}")
-        if kind == 0:
-            slot.of.i32 = _signed(value, _MASK32)
-        else:
-            slot.of.i64 = _signed(value, _MASK64)
-    elif kind <= 3:
-        if not isinstance(value, (int, float)):
-            raise TypeError(f"expected a float for {'f32' if kind == 2 else 'f64'}, got {value!r}")
-        if kind == 2:
-            slot.of.f32 = value
-        else:
-            slot.of.f64 = value
-    else:
-        if not isinstance(value, int):
-            raise TypeError(f"expected an int for v128, got {value!r}")
-        raw = (value & _MASK128).to_bytes(16, "little")
-        ctypes.memmove(slot.of.v128, raw, 16)
-
-
-def read_val(slot: Any, kind: int) -> int | float:
-    """A Python value from a wasmtime_val_t (integers signed, v128 unsigned)."""
-    if kind == 0:
-        return int(slot.of.i32)
-    if kind == 1:
-        return int(slot.of.i64)
-    if kind == 2:
-        return float(slot.of.f32)
-    if kind == 3:
-        return float(slot.of.f64)
-    return int.from_bytes(bytes(slot.of.v128), "little")
 
 
 def new_trap(message: str) -> Any:
