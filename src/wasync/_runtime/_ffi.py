@@ -145,10 +145,11 @@ class Marshal:
     """Packs and unpacks the values of one signature to and from wasmtime_val_t arrays
     (integers come out signed; v128 as an unsigned 128-bit int)."""
 
-    __slots__ = ("kinds", "nbytes", "pack", "unpack")
+    __slots__ = ("kinds", "nbytes", "pack", "single", "unpack")
 
     def __init__(self, kinds: tuple[int, ...]) -> None:
         self.kinds = kinds
+        self.single = len(kinds) == 1  # write_one applies
         self.nbytes = nbytes = VAL_SIZE * len(kinds)
         read = "<"
         write = "<"
@@ -197,6 +198,14 @@ class Marshal:
                 return pack_raw(*items)
 
             self.pack = pack_any
+
+    def write_one(self, address: int, value: object) -> None:
+        """Store the only value of a one-value signature."""
+        try:
+            data = self.pack((value,))
+        except (struct.error, TypeError, ValueError):
+            raise TypeError(f"expected {_NAMES[self.kinds[0]]}, got {value!r}") from None
+        ctypes.memmove(address, data, self.nbytes)
 
     def pack_into(self, address: int, values: Sequence[object]) -> None:
         """Store `values` at `address` (TypeError naming the expected types)."""

@@ -82,9 +82,6 @@ class _Ticker:
 _TICKER = _Ticker()
 
 
-_IDLE, _WAITING, _DONE = 0, 1, 2
-
-
 class _ExportCall:
     """An export's signature marshalling and argument/result arrays (reused:
     calls on one instance never overlap)."""
@@ -119,13 +116,9 @@ class FiberBackend:
         self._ctx = self._store._context()
         self._linker = wasmtime.Linker(self._engine)
         self._keep: list[object] = []  # ctypes objects wasmtime points at
-        # The async import call in progress (one per store at a time).
-        self._p_state = _IDLE
-        self._p_host: HostFunc | None = None
-        self._p_args: tuple[object, ...] = ()
-        self._p_out: Marshal | None = None
-        self._p_results = 0
-        self._p_trap = 0
+        # The async import call waiting for the driver (one per store at a time):
+        # (import, arguments, result marshalling, results address, trap slot address).
+        self._pending: tuple[HostFunc, tuple[Any, ...], Marshal, int, int] | None = None
         self._host_error: BaseException | None = None
         self._funcs: dict[str, tuple[Any, tuple[int, ...], tuple[int, ...]]] = {}
         self._memories: dict[str, Memory] = {}
@@ -164,29 +157,23 @@ class FiberBackend:
         params = Marshal(hf.param_kinds)
         results = Marshal(hf.result_kinds)
         continuation = self._continuation_bytes
+        size = len(continuation)
         flag = self._flag
+        memmove = ctypes.memmove
 
         def callback(
             env: int, caller: int, args: int, nargs: int, res: int, nres: int, trap: int, cont: int
         ) -> None:
             # Runs on the wasm fiber: record the call and hand wasmtime our
             # continuation; the driver does the rest.
-            self._p_host = hf
-            self._p_args = params.unpack(args)
-            self._p_out = results
-            self._p_results = res
-            self._p_trap = trap
-            self._p_state = _WAITING
+            self._pending = (hf, params.unpack(args), results, res, trap)
             flag[0] = 0
-            ctypes.memmove(cont, continuation, len(continuation))
+            memmove(cont, continuation, size)
 
         return callback
 
     def _poll_pending(self, env: int) -> bool:
-        if self._p_state == _WAITING:
-            return False
-        self._p_state = _IDLE
-        return True
+        return bool(self._flag[0])
 
     # -- driving a call future ------------------------------------------------
 
@@ -195,40 +182,36 @@ class FiberBackend:
         (the only await points are the imports' own awaitables, and a checkpoint
         when the CPU guard makes the wasm code yield)."""
         poll = call_future_poll
+        flag = self._flag
         try:
             while not poll(fut):
-                if self._p_state != _WAITING:
+                pending = self._pending
+                if pending is None:
                     await _aio.checkpoint()  # the CPU guard: let the loop run
                     continue
-                hf = self._p_host
-                assert hf is not None
+                self._pending = None
+                hf, args, out, results, trap = pending
                 try:
-                    args = self._p_args
                     if hf.wants_caller:
                         value = await hf.fn(self._inst.caller, *args)
                     else:
                         value = await hf.fn(*args)
-                    out = self._p_out
-                    assert out is not None
-                    if len(out.kinds) == 1 and value.__class__ in (int, float):
-                        out.pack_into(self._p_results, (value,))
+                    if out.single and value.__class__ in (int, float):
+                        out.write_one(results, value)
                     else:
-                        out.pack_into(self._p_results, hf.convert_result(value))
+                        out.pack_into(results, hf.convert_result(value))
                 except Exception as e:  # noqa: BLE001 - delivered to the caller after the trap
                     self._host_error = e
                     store_pointer(
-                        self._p_trap,
+                        trap,
                         trap_address(f"async import {hf.label} raised {type(e).__name__}: {e}"),
                     )
-                self._p_state = _DONE
-                self._flag[0] = 1
+                flag[0] = 1
         finally:
             # Also on cancellation: deleting an unfinished future drops the fiber
             # and cancels the wasm call cleanly.
             ffi.wasmtime_call_future_delete(fut)
-            self._p_state = _IDLE
-            self._p_host = None
-            self._p_args = ()
+            self._pending = None
 
     async def _instantiate(self) -> None:
         assert self._store is not None

@@ -153,8 +153,8 @@ class Exports:
             raise KeyError(name)
         call_export = self._instance.call
 
-        async def call(*args: object) -> Any:
-            return await call_export(name, *args)
+        def call(*args: object) -> Coroutine[Any, Any, Any]:
+            return call_export(name, *args)  # the coroutine itself: one await level less
 
         call.__name__ = name
         call.__qualname__ = f"exports.{name}"
