@@ -178,6 +178,7 @@ class AsyncifyBackend:
         self._is64 = ft is not None and ft.params[:1] == (NumType.I64,)
         self._ptr_kind = 1 if self._is64 else 0
         self._word = _U64 if self._is64 else _U32
+        self._pair = struct.Struct("<QQ" if self._is64 else "<II")
         self._header = 2 * self._word.size
         self._memory: Memory | None = None  # memory 0, which holds the buffer
         self._memory_address = 0  # its wasmtime_memory_t
@@ -384,8 +385,8 @@ class AsyncifyBackend:
 
     def _read_header(self) -> tuple[int, int]:
         """The header's (position, end)."""
-        raw = ctypes.string_at(self._header_address(), self._header)
-        return self._word.unpack_from(raw)[0], self._word.unpack_from(raw, self._word.size)[0]
+        position, end = self._pair.unpack(ctypes.string_at(self._header_address(), self._header))
+        return position, end
 
     def _write_header(self) -> None:
         """Empty the buffer: position = start."""
@@ -437,9 +438,10 @@ class AsyncifyBackend:
 
     def _invoke(self, ctx: int, call: _ExportCall) -> None:
         """Call an export once; a trap or error raises (see raise_call_failure)."""
-        slot = ctypes.c_void_p()
+        slot = self._trap_slot
+        slot.value = None
         error = _func_call(
-            ctx, call.func, call.argv, call.n, call.resv, call.m, ctypes.addressof(slot)
+            ctx, call.func, call.argv, call.n, call.resv, call.m, self._trap_slot_address
         )
         if error or slot.value:
             raise_call_failure(
@@ -503,9 +505,12 @@ class AsyncifyBackend:
                     # Nothing suspended (the import callbacks keep count): state normal.
                     clean = True
                     return call.value()
-                state = self._call_abi(ctx, "asyncify_get_state")
-                if state != _UNWINDING or pending is None or rewinding:
+                if pending is None or rewinding:
+                    state = self._call_abi(ctx, "asyncify_get_state")
                     raise self._protocol_failure(name, state, pending)
+                # The import started the unwind and only the runtime stops one, so the
+                # state is "unwinding" here; an import the transform did not list (so
+                # that nothing unwound) is caught just below: no frame was saved.
                 # The stack is unwound: check the buffer held it, then run the coroutine.
                 position, end = self._read_header()
                 if position > end:
