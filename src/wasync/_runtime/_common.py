@@ -147,7 +147,7 @@ def plain_import_callback(backend: HostErrorSink, hf: HostFunc, caller: object) 
             values = params.unpack(args)
             value = fn(caller, *values) if wants_caller else fn(*values)
             if nres == 1 and value.__class__ in (int, float):
-                results_m.pack_into(results, (value,))
+                results_m.write_one(results, value)
                 return 0
             if inspect.isawaitable(value):
                 close = getattr(value, "close", None)

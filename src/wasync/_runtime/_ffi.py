@@ -141,11 +141,35 @@ def _int_only(v: object) -> object:
     return v
 
 
+def _one_writer(kind: int, pack_raw: Callable[..., bytes]) -> Callable[[int, object], None]:
+    """A fast store of one numeric value: the hot path of every import call."""
+    memmove = ctypes.memmove
+    name = _NAMES[kind]
+    if kind < 2:
+        mask = _MASK32 if kind == 0 else _MASK64
+
+        def write_int(address: int, value: object) -> None:
+            if value.__class__ is not int and not isinstance(value, int):
+                raise TypeError(f"expected {name}, got {value!r}")
+            memmove(address, pack_raw(kind, value & mask), VAL_SIZE)
+
+        return write_int
+
+    def write_float(address: int, value: object) -> None:
+        try:
+            data = pack_raw(kind, value)
+        except struct.error:
+            raise TypeError(f"expected {name}, got {value!r}") from None
+        memmove(address, data, VAL_SIZE)
+
+    return write_float
+
+
 class Marshal:
     """Packs and unpacks the values of one signature to and from wasmtime_val_t arrays
     (integers come out signed; v128 as an unsigned 128-bit int)."""
 
-    __slots__ = ("kinds", "nbytes", "pack", "single", "unpack")
+    __slots__ = ("kinds", "nbytes", "pack", "single", "unpack", "write_one")
 
     def __init__(self, kinds: tuple[int, ...]) -> None:
         self.kinds = kinds
@@ -198,14 +222,12 @@ class Marshal:
                 return pack_raw(*items)
 
             self.pack = pack_any
-
-    def write_one(self, address: int, value: object) -> None:
-        """Store the only value of a one-value signature."""
-        try:
-            data = self.pack((value,))
-        except (struct.error, TypeError, ValueError):
-            raise TypeError(f"expected {_NAMES[self.kinds[0]]}, got {value!r}") from None
-        ctypes.memmove(address, data, self.nbytes)
+        # write_one(address, value): store the only value of a one-value signature.
+        self.write_one: Callable[[int, object], None]
+        if len(kinds) == 1 and kinds[0] != 4:
+            self.write_one = _one_writer(kinds[0], pack_raw)
+        else:
+            self.write_one = lambda address, value: self.pack_into(address, (value,))
 
     def pack_into(self, address: int, values: Sequence[object]) -> None:
         """Store `values` at `address` (TypeError naming the expected types)."""
