@@ -10,6 +10,7 @@ Every error a user can cause is raised as a subclass of :class:`WasyncError`::
     ├── LinkError          an import is missing, of the wrong kind or signature
     ├── Trap               the WebAssembly code trapped (message, wasm backtrace)
     │   └── AsyncifyStackOverflow   the Asyncify data buffer was too small
+    ├── AsyncifyError      the Asyncify transform cannot instrument the module
     ├── InstanceBusy       a call is already running on the instance
     └── ReentrancyError    an import called back into its suspended instance
 
@@ -20,6 +21,7 @@ precisely; ``str(error)`` renders that context in one line.
 from __future__ import annotations
 
 __all__ = [
+    "AsyncifyError",
     "AsyncifyStackOverflow",
     "DecodeError",
     "InstanceBusy",
@@ -151,3 +153,8 @@ class InstanceBusy(WasyncError):
 
 class ReentrancyError(WasyncError):
     """An import called back into the instance that is suspended waiting for it."""
+
+
+class AsyncifyError(WasyncError):
+    """The Asyncify transform cannot instrument the module as asked (an unsupported
+    construct, conflicting options); names the function and instruction."""
