@@ -238,21 +238,36 @@ class _Instrumenter:
     # -- emission -----------------------------------------------------------------
 
     def run(self) -> list[Instr]:
+        """The body (without the rewind prologue): the original code, transformed,
+        inside ``block $unwind``; a site that sees the callee unwinding stores its
+        number in ``$resume`` and branches out to the shared frame-save tail."""
         out = self.out
         self.labels.append(("orig", -1))
+        out.append(_i("block", None))
+        self.labels.append(("unwind", -1))
         n = len(self.instrs)
         self._level(0, n - 1, 0)  # the final `end` is the function's
-        # The function's results are in the spill locals of positions 0..
-        results = list(self.plan.results)
         if self.typing.unreachable[n - 1]:
             # The original never falls off its end; the guard blocks could, but only
             # on a rewind that matched no site (a corrupt frame): trap.
             out.append(_i("unreachable"))
         else:
-            self._reload(0, results)
+            # The function's results are in the spill locals of positions 0..
+            self._reload(0, list(self.plan.results))
+            out.append(_i("return"))
+        out.append(_i("end"))
+        self.labels.pop()
+        out.append(_Marker(-1))  # the frame-save tail
+        out += [_zero(t) for t in self.plan.results]
         out.append(self.instrs[n - 1])
         self.labels.pop()
         return out
+
+    def _unwind_depth(self) -> int:
+        for pos in range(len(self.labels) - 1, -1, -1):
+            if self.labels[pos][0] == "unwind":
+                return len(self.labels) - 1 - pos
+        raise AssertionError("no unwind label")  # pragma: no cover
 
     def _level(self, start: int, stop: int, base: int) -> None:
         """Emit instructions [start, stop) of a level whose base height is `base`."""
@@ -474,10 +489,12 @@ class _Instrumenter:
             _i("i32.const", STATE_UNWINDING),
             _i("i32.eq"),
             _i("if", None),
-            _Marker(k),
+            _i("i32.const", k),
+            _i("local.set", resume),
         ]
-        out += [_zero(t) for t in self.plan.results]
-        out.append(_i("return"))
+        self.labels.append(("extra", -1))
+        out.append(_i("br", self._unwind_depth()))
+        self.labels.pop()
         out.append(_i("end"))
         self._store(first, list(results))
         out.append(_i("end"))
@@ -534,35 +551,33 @@ class _Instrumenter:
             _i("local.set", resume),
             _i("end"),
         ]
-        saves: dict[int, list[Instr]] = {}
-        for k in range(len(self.plan.sites)):
-            code = [
-                _i("global.get", data_global),
-                mem("i32.load", 0),
-                _i("local.tee", pos),
-                _i("i32.const", size),
-                _i("i32.add"),
-                _i("global.get", data_global),
-                mem("i32.load", 4),
-                _i("i32.le_u"),
-                _i("if", None),
-            ]
-            for idx, off in zip(saved, offsets, strict=True):
-                t = self.local_types[idx]
-                code += [_i("local.get", pos), _i("local.get", idx), mem(_STORES[t], off)]  # type: ignore[index]
-            code += [
-                _i("local.get", pos),
-                _i("i32.const", k),
-                mem("i32.store", index_at),
-                _i("end"),
-                # The position always advances: past the end, stop_unwind traps.
-                _i("global.get", data_global),
-                _i("local.get", pos),
-                _i("i32.const", size),
-                _i("i32.add"),
-                mem("i32.store", 0),
-            ]
-            saves[k] = code
+        save = [
+            _i("global.get", data_global),
+            mem("i32.load", 0),
+            _i("local.tee", pos),
+            _i("i32.const", size),
+            _i("i32.add"),
+            _i("global.get", data_global),
+            mem("i32.load", 4),
+            _i("i32.le_u"),
+            _i("if", None),
+        ]
+        for idx, off in zip(saved, offsets, strict=True):
+            t = self.local_types[idx]
+            save += [_i("local.get", pos), _i("local.get", idx), mem(_STORES[t], off)]  # type: ignore[index]
+        save += [
+            _i("local.get", pos),
+            _i("local.get", resume),
+            mem("i32.store", index_at),
+            _i("end"),
+            # The position always advances: past the end, stop_unwind traps.
+            _i("global.get", data_global),
+            _i("local.get", pos),
+            _i("i32.const", size),
+            _i("i32.add"),
+            mem("i32.store", 0),
+        ]
+        saves = {-1: save}
         return prologue, saves
 
 
