@@ -37,8 +37,9 @@ The scheme (per instrumented function):
   frame (the position moves back by the frame size) and restores its locals
   and ``$resume``.
 
-Saved per frame: every original local (parameters included) and every spill
-local. Frames are fixed-size per function.
+Saved per frame: the original locals (parameters included) live after some
+site of the function, and every spill local. Frames are fixed-size per
+function; one shared tail writes them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING
 
 from wasync._binary.opcodes import OPS, Op
 from wasync._binary.types import NumType, RefType, ValType
+from wasync._asyncify.liveness import live_after
 from wasync._errors import AsyncifyError
 from wasync._ir.instr import Body, Instr, MemArg
 from wasync._ir.stack import BOT, StackTyping
@@ -503,7 +505,13 @@ class _Instrumenter:
     # -- frames ---------------------------------------------------------------
 
     def saved_locals(self) -> list[int]:
-        saved = list(range(self.n_original)) + sorted(self.spill.values())
+        """What a frame holds: the original locals live after some site, and the
+        spill locals (the parked operand values)."""
+        live = 0
+        for bits in live_after(self.instrs, self.typing, self.plan.sites, self.n_original).values():
+            live |= bits
+        original = [i for i in range(self.n_original) if live >> i & 1]
+        saved = original + sorted(self.spill.values())
         for idx in saved:
             t = self.local_types[idx]
             if not isinstance(t, NumType):
