@@ -47,9 +47,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from wasync._asyncify.liveness import live_after
 from wasync._binary.opcodes import OPS, Op
 from wasync._binary.types import NumType, RefType, ValType
-from wasync._asyncify.liveness import live_after
 from wasync._errors import AsyncifyError
 from wasync._ir.instr import Body, Instr, MemArg
 from wasync._ir.stack import BOT, StackTyping

@@ -10,10 +10,13 @@ few passes).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from wasync._ir.instr import Instr
-from wasync._ir.stack import StackTyping
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from wasync._ir.instr import Instr
+    from wasync._ir.stack import StackTyping
 
 __all__ = ["live_after"]
 
@@ -94,9 +97,7 @@ def live_after(
         name = ins.op.name
         if name == "local.get":
             use[i] = 1 << int(ins.imm)
-        elif name == "local.set":
-            kill[i] = 1 << int(ins.imm)
-        elif name == "local.tee":
+        elif name in {"local.set", "local.tee"}:
             kill[i] = 1 << int(ins.imm)
         elif name in ("try", "try_table", "catch", "catch_all", "delegate"):
             has_exceptions = True
