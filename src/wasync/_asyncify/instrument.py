@@ -148,6 +148,8 @@ class _Instrumenter:
         self.transformed: set[int] = set()
         self.site_number: dict[int, int] = {}
         self.bases: dict[int, int] = {}  # transformed structure start -> its level base
+        # Locals a site re-reads on a rewind (moved `local.get` arguments): saved.
+        self.must_save: set[int] = set()
         self._scan()
 
     # -- analysis of the body -------------------------------------------------
@@ -274,11 +276,11 @@ class _Instrumenter:
     def _level(self, start: int, stop: int, base: int) -> None:
         """Emit instructions [start, stop) of a level whose base height is `base`."""
         i = start
-        instrs = self.instrs
+        moved: list[Instr] = []
         while i < stop:
-            ins = instrs[i]
             if i in self.site_number:
-                self._site(i, base)
+                self._site(i, base, moved)
+                moved = []
                 i += 1
             elif i in self.transformed:
                 i = self._structure(i, base)
@@ -286,9 +288,29 @@ class _Instrumenter:
                 j = i
                 while j < stop and j not in self.site_number and j not in self.transformed:
                     j = self._skip(j)
-                self._run(i, j, base)
+                cut = self._movable_tail(i, j) if j in self.site_number else 0
+                moved = list(self.instrs[j - cut : j])
+                if j - cut > i:
+                    self._run(i, j - cut, base)
                 i = j
-            del ins
+
+    def _movable_tail(self, start: int, site: int) -> int:
+        """How many trailing instructions of the run [start, site) only push a
+        constant or a local each, feeding the site's arguments directly: they move
+        into the site (re-executed there on a rewind) instead of being spilled."""
+        params, _ = self.plan.label_types(self.instrs[site])
+        heights = self.typing.heights
+        count = 0
+        while count < len(params) and site - count - 1 >= start:
+            k = site - count - 1
+            ins = self.instrs[k]
+            name = ins.op.name
+            if not (name.endswith(".const") or name == "local.get"):
+                break
+            if heights[k] + 1 != heights[k + 1] or self.typing.unreachable[k]:
+                break
+            count += 1
+        return count
 
     def _skip(self, i: int) -> int:
         """The index after instruction `i`, or after the whole structure it opens."""
@@ -464,14 +486,18 @@ class _Instrumenter:
         self.labels.pop()
         return end + 1
 
-    def _site(self, i: int, base: int) -> None:
+    def _site(self, i: int, base: int, moved: Sequence[Instr] = ()) -> None:
         ins = self.instrs[i]
         k = self.site_number[i]
         params, results = self.plan.label_types(ins)
         h = self.typing.heights[i]
         nargs = len(params)
         first = h - nargs
-        args = self._values(i, first)
+        # The arguments: spilled ones first, then the moved constants/locals.
+        args = self._values(i, first)[: nargs - len(moved)]
+        for m in moved:
+            if m.op.name == "local.get":
+                self.must_save.add(int(m.imm))
         out = self.out
         resume = self._scratch("resume")
         out += [
@@ -484,20 +510,14 @@ class _Instrumenter:
             _i("if", None),
         ]
         self.labels.append(("extra", -1))
+        # $resume = k now (it only matters when the callee unwinds; on a rewind it
+        # already is k), so that the unwind check is one branch.
+        out += [_i("i32.const", k), _i("local.set", resume)]
         self._reload(first, args)
+        out += moved
         out.append(ins)
-        out += [
-            _i("global.get", self.plan.state_global),
-            _i("i32.const", STATE_UNWINDING),
-            _i("i32.eq"),
-            _i("if", None),
-            _i("i32.const", k),
-            _i("local.set", resume),
-        ]
-        self.labels.append(("extra", -1))
-        out.append(_i("br", self._unwind_depth()))
-        self.labels.pop()
-        out.append(_i("end"))
+        # After a call the state is normal, or unwinding (1): then save the frame.
+        out += [_i("global.get", self.plan.state_global), _i("br_if", self._unwind_depth())]
         self._store(first, list(results))
         out.append(_i("end"))
         self.labels.pop()
@@ -510,7 +530,9 @@ class _Instrumenter:
         live = 0
         for bits in live_after(self.instrs, self.typing, self.plan.sites, self.n_original).values():
             live |= bits
-        original = [i for i in range(self.n_original) if live >> i & 1]
+        original = [
+            i for i in range(self.n_original) if live >> i & 1 or i in self.must_save
+        ]
         saved = original + sorted(self.spill.values())
         for idx in saved:
             t = self.local_types[idx]
