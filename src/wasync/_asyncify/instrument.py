@@ -322,18 +322,47 @@ class _Instrumenter:
         out = self.out
         typing = self.typing
         reachable_in = not typing.unreachable[start]
+        # Values the run never touches stay parked in their spill locals.
+        low = self._low_water(start, stop, base)
         out.append(_i("block", None))
         self.labels.append(("guard", -1))
         out.append(_i("global.get", self.plan.state_global))
         out.append(_i("br_if", 0))
         if reachable_in:
-            self._reload(base, self._values(start, base))
+            self._reload(low, self._values(start, low))
         for k in range(start, stop):
             self._copy(k)
         if stop < len(self.instrs) and not typing.unreachable[stop]:
-            self._store(base, self._values(stop, base))
+            self._store(low, self._values(stop, low))
         out.append(_i("end"))
         self.labels.pop()
+
+    def _low_water(self, start: int, stop: int, base: int) -> int:
+        """The lowest stack position the run [start, stop) pops or changes (not
+        below `base`). The typer's stacks are persistent cons lists, so a position
+        is untouched exactly when its cell is the same object throughout."""
+        before = self.typing.before
+        heights = self.typing.heights
+        ref, href = before[start], heights[start]
+        low = href
+        for k in range(start + 1, stop + 1):
+            a, ha = before[k], heights[k]
+            b, hb = ref, href
+            while ha > hb:
+                a = a[1]  # type: ignore[index]
+                ha -= 1
+            while hb > ha:
+                b = b[1]  # type: ignore[index]
+                hb -= 1
+            while a is not b:
+                a = a[1]  # type: ignore[index]
+                b = b[1]  # type: ignore[index]
+                ha -= 1
+            if ha < low:
+                low = ha
+                if low <= base:
+                    return base
+        return max(low, base)
 
     def _copy(self, k: int) -> None:
         """Copy one original instruction inside a run, remapping labels."""
