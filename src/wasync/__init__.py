@@ -16,6 +16,8 @@ The binary toolkit under everything else:
   for code that does not type-check.
 """
 
+from wasync._asyncify.api import AsyncifyReport, asyncify, asyncify_with_report
+from wasync._asyncify.options import AsyncifyOptions
 from wasync._binary.decode import decode_module
 from wasync._binary.encode import encode_module
 from wasync._binary.module import (
@@ -54,6 +56,7 @@ from wasync._binary.types import (
     ValType,
 )
 from wasync._errors import (
+    AsyncifyError,
     AsyncifyStackOverflow,
     DecodeError,
     InstanceBusy,
@@ -94,6 +97,9 @@ __all__ = [
     "OPCODES",
     "AbsHeap",
     "ArrayType",
+    "AsyncifyError",
+    "AsyncifyOptions",
+    "AsyncifyReport",
     "AsyncifyStackOverflow",
     "BinaryModule",
     "Body",
@@ -149,6 +155,8 @@ __all__ = [
     "WasyncError",
     "__version__",
     "async_import",
+    "asyncify",
+    "asyncify_with_report",
     "decode_body",
     "decode_expr",
     "decode_module",

@@ -69,6 +69,45 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_asyncify(args: argparse.Namespace) -> int:
+    from wasync._asyncify.api import asyncify_with_report  # noqa: PLC0415
+    from wasync._asyncify.options import AsyncifyOptions  # noqa: PLC0415
+
+    data = _read(args.file)
+    pass_args = [a.removeprefix("--pass-arg=") for a in args.pass_arg]
+    options = AsyncifyOptions.from_cli(
+        imports=args.imports,
+        ignore_imports=args.ignore_imports,
+        ignore_indirect=args.ignore_indirect,
+        addlist=args.addlist,
+        removelist=args.removelist,
+        onlylist=args.onlylist,
+        propagate_addlist=args.propagate_addlist,
+        asserts=args.asserts,
+        verbose=args.verbose,
+        import_globals=args.import_globals,
+        export_globals=args.export_globals,
+        memory=args.memory,
+        precise_indirect=args.precise_indirect,
+        pass_args=pass_args,
+        base_dir=Path(args.file).parent,
+    )
+    out, report = asyncify_with_report(data, options)
+    for warning in report.warnings:
+        sys.stderr.write(f"wasync: warning: {warning}\n")
+    if options.verbose:
+        for line in report.log:
+            sys.stderr.write(line + "\n")
+        for f, why in report.instrumented.items():
+            sys.stderr.write(f"[asyncify] instrumented {report.names.get(f, f)}: {why}\n")
+    try:
+        Path(args.output).write_bytes(out)
+    except OSError as e:
+        raise SystemExit(f"wasync: cannot write {args.output}: {e.strerror or e}") from None
+    sys.stderr.write(f"wasync: {args.output}: {report.summary()}\n")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from wasync._demo import run_demo  # noqa: PLC0415 - keeps wasmtime out of other commands
 
@@ -94,6 +133,53 @@ def _parser() -> argparse.ArgumentParser:
     )
     ins.add_argument("--json", action="store_true", help="machine-readable output")
     ins.set_defaults(run=_cmd_inspect)
+    asy = sub.add_parser(
+        "asyncify",
+        help="make a module's imports able to suspend (Binaryen's Asyncify, same ABI)",
+        description=(
+            "Transform FILE.wasm so that calls to the given imports can unwind the "
+            "stack into linear memory and rewind it later. Binaryen's spelling of the "
+            "options works too: --pass-arg=asyncify-imports@env.sleep, @file lists."
+        ),
+    )
+    asy.add_argument("file", metavar="IN.wasm")
+    asy.add_argument("-o", "--output", required=True, metavar="OUT.wasm")
+    asy.add_argument(
+        "--imports",
+        action="append",
+        metavar="LIST",
+        help="imports that may suspend, 'module.name' with * wildcards, comma-separated "
+        "or @file (default: every import)",
+    )
+    asy.add_argument("--ignore-imports", action="store_true", help="no import may suspend")
+    asy.add_argument(
+        "--ignore-indirect", action="store_true", help="assume indirect calls never suspend"
+    )
+    asy.add_argument(
+        "--precise-indirect",
+        action="store_true",
+        help="an indirect call only reaches referenced functions of its type (wasync only)",
+    )
+    asy.add_argument("--addlist", action="append", metavar="LIST", help="always instrument")
+    asy.add_argument("--removelist", action="append", metavar="LIST", help="never instrument")
+    asy.add_argument("--onlylist", action="append", metavar="LIST", help="instrument only these")
+    asy.add_argument("--propagate-addlist", action="store_true")
+    asy.add_argument("--asserts", action="store_true")
+    asy.add_argument("--import-globals", action="store_true")
+    asy.add_argument("--export-globals", action="store_true")
+    asy.add_argument("--memory", metavar="NAME", help="the exported memory holding the data")
+    asy.add_argument(
+        "--pass-arg",
+        "-pa",
+        action="append",
+        default=[],
+        metavar="KEY@VALUE",
+        help="a Binaryen pass argument, e.g. asyncify-imports@env.sleep",
+    )
+    asy.add_argument(
+        "--verbose", action="store_true", help="explain why each function is instrumented"
+    )
+    asy.set_defaults(run=_cmd_asyncify)
     demo = sub.add_parser("demo", help="run the built-in demonstration")
     demo.set_defaults(run=_cmd_demo)
     return p

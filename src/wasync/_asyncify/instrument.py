@@ -559,9 +559,7 @@ class _Instrumenter:
         live = 0
         for bits in live_after(self.instrs, self.typing, self.plan.sites, self.n_original).values():
             live |= bits
-        original = [
-            i for i in range(self.n_original) if live >> i & 1 or i in self.must_save
-        ]
+        original = [i for i in range(self.n_original) if live >> i & 1 or i in self.must_save]
         saved = original + sorted(self.spill.values())
         for idx in saved:
             t = self.local_types[idx]

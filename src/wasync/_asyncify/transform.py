@@ -10,6 +10,7 @@ functions trap when the position is past the end.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from wasync._asyncify.instrument import (
@@ -37,7 +38,7 @@ from wasync._ir.instr import Body, Instr, MemArg, encode_instrs
 from wasync._ir.stack import ModuleTypes, type_function
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
 
 __all__ = ["ABI_EXPORTS", "transform_module"]
 
@@ -117,10 +118,21 @@ def transform_module(
     m: BinaryModule,
     *,
     instrumented: Collection[int],
-    unwinding_imports: Collection[int],
-    indirect_may_unwind: bool,
+    unwinding_imports: Collection[int] = (),
+    indirect_may_unwind: bool = True,
+    is_call_site: Callable[[int, Instr], bool] | None = None,
+    memory: int = 0,
+    export_globals: bool = False,
 ) -> BinaryModule:
-    """Instrument `instrumented` functions of `m` in place and add the ABI."""
+    """Instrument `instrumented` functions of `m` in place and add the ABI.
+
+    A call is a site when `is_call_site(caller, instr)` says so (the analysis'
+    answer); without it, calls to `instrumented` functions or
+    `unwinding_imports`, and indirect calls when `indirect_may_unwind`."""
+    if memory != 0:
+        raise AsyncifyError(
+            "keeping the Asyncify data in a memory other than memory 0 is not supported yet"
+        )
     _memory0(m)
     names = m.function_names()
     clash = {e.name for e in m.exports} & set(ABI_EXPORTS)
@@ -141,7 +153,7 @@ def transform_module(
             raise ValidationError(f"type {index} is not a function type")
         return comp
 
-    def is_site(ins: Instr) -> bool:
+    def default_site(caller: int, ins: Instr) -> bool:
         name = ins.op.name
         if name in ("call", "return_call"):
             return int(ins.imm) in may_unwind
@@ -175,6 +187,7 @@ def transform_module(
         body = m.body(f)
         typing = type_function(m, f, body=body, module_types=mt)
         ft = func_type(mt.func_type_indices[f])
+        site_test = is_call_site or default_site
         plan = FunctionPlan(
             func_index=f,
             name=names.get(f),
@@ -182,7 +195,7 @@ def transform_module(
             results=ft.results,
             state_global=state,
             data_global=data,
-            is_site=is_site,
+            is_site=functools.partial(site_test, f),
             label_types=label_types,
         )
         new_body: Body = instrument_function(plan, body, typing)
@@ -199,6 +212,9 @@ def transform_module(
         m.codes.append(FuncBody(Body([], [*instrs, _i("end")]).encode()))
         m.exports.append(Export(name, ExternKind.FUNC, next_index))
         next_index += 1
+    if export_globals:
+        m.exports.append(Export("__asyncify_state", ExternKind.GLOBAL, state))
+        m.exports.append(Export("__asyncify_data", ExternKind.GLOBAL, data))
     return m
 
 
