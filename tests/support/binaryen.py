@@ -72,7 +72,6 @@ def binaryen_asyncify(
     `imports` lists the imports that may unwind (``module.name``; empty: all of
     them), `opt` is the optimisation flag (``""`` for none) and `extra` further
     wasm-opt arguments (``--pass-arg=...``). All features are enabled."""
-    exe = _wasm_opt()
     is_text = False
     if isinstance(wasm_or_wat, str):
         try:
@@ -86,7 +85,18 @@ def binaryen_asyncify(
         flags.append("--pass-arg=asyncify-imports@" + ",".join(imports))
     if opt:
         flags.append(opt)
-    flags += [*extra, "--all-features"]
+    return _wasm_opt_run(data, is_text, [*flags, *extra, "--all-features"])
+
+
+def binaryen_wat2wasm(text: str) -> bytes:
+    """WebAssembly text read by wasm-opt (no passes): Binaryen's own test inputs
+    rely on its lenient parser (wasmtime rejects some of them as written)."""
+    return _wasm_opt_run(text.encode(), True, ["--all-features"])
+
+
+def _wasm_opt_run(data: bytes, is_text: bool, flags: list[str]) -> bytes:
+    """Run wasm-opt on `data` with `flags`, cached by input, flags and version."""
+    exe = _wasm_opt()
     key = hashlib.sha256()
     parts = [_version(exe).encode(), b"text" if is_text else b"binary", data]
     for part in parts + [f.encode() for f in flags]:

@@ -11,6 +11,7 @@ from wasync._asyncify.options import AsyncifyOptions
 from wasync._asyncify.transform import transform_module
 from wasync._binary.decode import decode_module
 from wasync._binary.encode import encode_module
+from wasync._binary.types import ExternKind
 from wasync._errors import AsyncifyError
 
 if TYPE_CHECKING:
@@ -71,7 +72,8 @@ def _unsupported(m: BinaryModule, analysis: AsyncifyAnalysis, options: AsyncifyO
     if todo:
         raise AsyncifyError(f"not supported by wasync's transform yet: {', '.join(todo)}")
     if analysis.runtime_imports:
-        names = sorted(analysis.names[i] for i in analysis.runtime_imports)
+        funcs = [i for i in m.imports if i.kind is ExternKind.FUNC]
+        names = sorted(f"{funcs[i].module}.{funcs[i].name}" for i in analysis.runtime_imports)
         raise AsyncifyError(
             f"in-wasm Asyncify runtimes (imports {', '.join(names)}) are not supported yet"
         )
