@@ -13,7 +13,8 @@ from tests.support.corpus import compile_c
 pytestmark = pytest.mark.slow
 
 SOURCE = Path(__file__).parent / "data" / "c_async" / "imports.c"
-STRATEGIES = ["fiber", "thread", "asyncify"]
+# "wasync": the asyncify strategy on the output of wasync's own transform.
+STRATEGIES = ["fiber", "thread", "asyncify", "wasync"]
 MASK64 = (1 << 64) - 1
 
 
@@ -49,10 +50,15 @@ def test_c_module_with_async_imports(strategy: str, opt: str) -> None:
     wasm = compile_c(
         SOURCE, opt=opt, extra=("-nostdlib", "-Wl,--no-entry", "-fno-sanitize=undefined")
     )
+    imports = ["env.fetch", "env.fetch64", "env.fetchd"]
+    run_strategy = strategy
     if strategy == "asyncify":
         from tests.support.binaryen import binaryen_asyncify  # noqa: PLC0415
 
-        wasm = binaryen_asyncify(wasm, imports=["env.fetch", "env.fetch64", "env.fetchd"])
+        wasm = binaryen_asyncify(wasm, imports=imports)
+    elif strategy == "wasync":
+        wasm = wasync.asyncify(wasm, imports=imports)
+        run_strategy = "asyncify"
     calls = 0
 
     async def fetch(key: int) -> int:
@@ -73,7 +79,7 @@ def test_c_module_with_async_imports(strategy: str, opt: str) -> None:
         inst = await wasync.instantiate(
             wasm,
             {"env": {"fetch": fetch, "fetch64": fetch64, "fetchd": fetchd}},
-            strategy=strategy,  # type: ignore[arg-type]
+            strategy=run_strategy,  # type: ignore[arg-type]
         )
         assert await inst.exports.fib(12) == fib(12)
         assert calls > 100

@@ -106,6 +106,7 @@ def asyncify_with_report(
     )
     out = encode_module(m)
     defined = range(nimp, nimp + len(bodies))
+    func_imports = [i for i in m.imports if i.kind is ExternKind.FUNC]
     report = AsyncifyReport(
         functions=len(bodies),
         instrumented={f: analysis.reasons.get(f, "") for f in sorted(analysis.instrumented)},
@@ -113,7 +114,12 @@ def asyncify_with_report(
             f: analysis.reasons.get(f, "") for f in defined if f not in analysis.instrumented
         },
         names=dict(enumerate(analysis.names)),
-        unwinding_imports=tuple(sorted(analysis.names[i] for i in analysis.unwinding_imports)),
+        unwinding_imports=tuple(
+            sorted(
+                f"{func_imports[i].module}.{func_imports[i].name}"
+                for i in analysis.unwinding_imports
+            )
+        ),
         call_sites=sites,
         input_size=len(wasm),
         output_size=len(out),
