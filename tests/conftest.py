@@ -26,13 +26,19 @@ def spec_root() -> Path:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the spec-suite counts collected by tests/test_spec_corpus.py."""
+    """Print the counts collected by the corpus tests (spec suite, Asyncify differential)."""
     import sys  # noqa: PLC0415
 
-    mod = sys.modules.get("tests.test_spec_corpus")
-    report = getattr(mod, "REPORT", None)
-    if not report:
-        return
-    terminalreporter.section("spec test suite")
-    for key, value in sorted(report.items()):
-        terminalreporter.write_line(f"{key}: {value:,}")
+    for module, title in (
+        ("tests.test_spec_corpus", "spec test suite"),
+        ("tests.test_asyncify_differential", "Asyncify differential"),
+    ):
+        mod = sys.modules.get(module)
+        report = getattr(mod, "REPORT", None)
+        if not report:
+            continue
+        terminalreporter.section(title)
+        for key, value in sorted(report.items()):
+            terminalreporter.write_line(f"{key}: {value:,}")
+        for key, seconds in sorted(getattr(mod, "TIMES", {}).items()):
+            terminalreporter.write_line(f"time in {key}: {seconds:.1f} s")

@@ -14,7 +14,7 @@ import wasmtime
 
 import wasync
 from tests.conftest import wat
-from tests.support.corpus import REAL_WORLD
+from tests.support.corpus import REAL_WORLD, NpmWasm
 from wasync.cli import main
 
 SLEEPER = """(module
@@ -116,9 +116,9 @@ def test_unsupported_constructs_are_clear_errors(source: str, message: str) -> N
 )
 @pytest.mark.parametrize("imports", [None, "wasi"], ids=["all-imports", "io-imports"])
 def test_real_world_modules_transform_and_validate(
-    pkg: object, imports: str | None, capsys: pytest.CaptureFixture[str]
+    pkg: NpmWasm, imports: str | None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data = pkg.fetch().read_bytes()  # type: ignore[attr-defined]
+    data = pkg.fetch().read_bytes()
     patterns = (
         None if imports is None else ["wasi_snapshot_preview1.fd_*", "env.__syscall_*", "a.*"]
     )
@@ -126,9 +126,8 @@ def test_real_world_modules_transform_and_validate(
     wasmtime.Module.validate(engine(), out)
     assert report.instrumented
     with capsys.disabled():
-        print(
-            f"\n{pkg.spec} ({'all imports' if imports is None else 'I/O imports'}): {report.summary()}"
-        )  # type: ignore[attr-defined]
+        which = "all imports" if imports is None else "I/O imports"
+        print(f"\n{pkg.spec} ({which}): {report.summary()}")
 
 
 def test_cli_asyncify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
