@@ -10,7 +10,8 @@ In one run, per strategy:
 * memory per suspended instance: RSS growth over 1,000 instances, each with a
   call suspended in an import.
 
-Usage: python benchmarks/bench_runtime.py [--calls N] [--repeat N] [--instances N] [--strategies a,b]
+Usage: python benchmarks/bench_runtime.py [--calls N] [--repeat N] [--instances N]
+                                          [--strategies a,b]
 """
 
 from __future__ import annotations
