@@ -332,7 +332,11 @@ class _Instrumenter:
             self._reload(low, self._values(start, low))
         for k in range(start, stop):
             self._copy(k)
-        if stop < len(self.instrs) and not typing.unreachable[stop]:
+        if typing.unreachable[stop]:
+            # The run ends in unreachable code, which may still push values: the
+            # guard block has no results, so make its end polymorphic too.
+            out.append(_i("unreachable"))
+        else:
             self._store(low, self._values(stop, low))
         out.append(_i("end"))
         self.labels.pop()
