@@ -36,6 +36,7 @@ from tests.support.wast import (
     wat_for_wasmtime,
 )
 from wasync import DecodeError, ValidationError
+from wasync._runtime._module import WASM_FEATURES
 
 pytestmark = pytest.mark.slow
 
@@ -48,22 +49,7 @@ OPS_SEEN: set[int] = set()
 @cache
 def engine() -> wasmtime.Engine:
     cfg = wasmtime.Config()
-    for feature in (
-        "wasm_threads",
-        "wasm_reference_types",
-        "wasm_simd",
-        "wasm_relaxed_simd",
-        "wasm_bulk_memory",
-        "wasm_multi_value",
-        "wasm_multi_memory",
-        "wasm_memory64",
-        "wasm_tail_call",
-        "wasm_function_references",
-        "wasm_gc",
-        "wasm_exceptions",
-        "wasm_wide_arithmetic",
-        "wasm_custom_page_sizes",
-    ):
+    for feature in WASM_FEATURES:
         setattr(cfg, feature, True)
     return wasmtime.Engine(cfg)
 

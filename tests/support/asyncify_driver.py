@@ -44,6 +44,7 @@ from wasmtime._func import enter_wasm
 
 import wasync
 from wasync._asyncify.transform import ABI_EXPORTS, transform_module
+from wasync._runtime._module import WASM_FEATURES
 
 __all__ = [
     "MEMORY0_EXPORT",
@@ -151,22 +152,7 @@ def engine() -> wasmtime.Engine:
     cfg = wasmtime.Config()
     cfg.max_wasm_stack = 1 << 20
     cfg.consume_fuel = True  # a guard against transform bugs that loop forever
-    for feature in (
-        "wasm_threads",
-        "wasm_reference_types",
-        "wasm_simd",
-        "wasm_relaxed_simd",
-        "wasm_bulk_memory",
-        "wasm_multi_value",
-        "wasm_multi_memory",
-        "wasm_memory64",
-        "wasm_tail_call",
-        "wasm_function_references",
-        "wasm_gc",
-        "wasm_exceptions",
-        "wasm_wide_arithmetic",
-        "wasm_custom_page_sizes",
-    ):
+    for feature in WASM_FEATURES:
         setattr(cfg, feature, True)
     return wasmtime.Engine(cfg)
 

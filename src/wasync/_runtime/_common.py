@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from wasync._runtime._module import Module
 
 __all__ = [
+    "ExportCall",
     "ExportFunc",
     "HostErrorSink",
     "define_import",
@@ -177,3 +178,19 @@ def define_import(linker: Any, hf: HostFunc, callback: Any) -> wasmtime.FuncType
     if err:
         raise take_error(error_pointer(err))
     return ft
+
+
+class ExportCall:
+    """An export's signature marshalling and its argument/result arrays, reused
+    from call to call (calls on one instance never overlap)."""
+
+    __slots__ = ("argv", "func", "m", "n", "params", "results", "resv")
+
+    def __init__(self, func: Any, params: tuple[int, ...], results: tuple[int, ...]) -> None:
+        self.func = func
+        self.params = Marshal(params)
+        self.results = Marshal(results)
+        self.n = len(params)
+        self.m = len(results)
+        self.argv = (ffi.wasmtime_val_t * max(self.n, 1))()
+        self.resv = (ffi.wasmtime_val_t * max(self.m, 1))()

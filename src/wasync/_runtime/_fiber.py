@@ -23,6 +23,7 @@ import wasmtime
 from wasync._errors import WasyncError
 from wasync._runtime import _aio
 from wasync._runtime._common import (
+    ExportCall,
     define_import,
     epoch_yield_and_update,
     lookup_exports,
@@ -82,22 +83,6 @@ class _Ticker:
 _TICKER = _Ticker()
 
 
-class _ExportCall:
-    """An export's signature marshalling and argument/result arrays (reused:
-    calls on one instance never overlap)."""
-
-    __slots__ = ("argv", "func", "m", "n", "params", "results", "resv")
-
-    def __init__(self, func: Any, params: tuple[int, ...], results: tuple[int, ...]) -> None:
-        self.func = func
-        self.params = Marshal(params)
-        self.results = Marshal(results)
-        self.n = len(params)
-        self.m = len(results)
-        self.argv = (ffi.wasmtime_val_t * max(self.n, 1))()
-        self.resv = (ffi.wasmtime_val_t * max(self.m, 1))()
-
-
 class FiberBackend:
     strategy = "fiber"
 
@@ -122,7 +107,7 @@ class FiberBackend:
         self._host_error: BaseException | None = None
         self._funcs: dict[str, tuple[Any, tuple[int, ...], tuple[int, ...]]] = {}
         self._memories: dict[str, Memory] = {}
-        self._calls: dict[str, _ExportCall] = {}
+        self._calls: dict[str, ExportCall] = {}
         self._names = inst.module.binary.function_names()
         # The wasmtime_async_continuation_t we hand out: {callback, env, finalizer}.
         # The callback reports whether the driver has written the import's
@@ -244,7 +229,7 @@ class FiberBackend:
             found = self._funcs.get(name)
             if found is None:
                 raise WasyncError(f"export {name!r} cannot be called (reference-typed signature)")
-            entry = self._calls[name] = _ExportCall(*found)
+            entry = self._calls[name] = ExportCall(*found)
         ctx = self._context()
         entry.params.pack_into(ctypes.addressof(entry.argv), args)
         trap = ctypes.POINTER(ffi.wasm_trap_t)()

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from wasync._binary.module import BinaryModule
 
-__all__ = ["ASYNCIFY_EXPORTS", "ExportInfo", "ImportInfo", "Module", "engine_for"]
+__all__ = ["ASYNCIFY_EXPORTS", "WASM_FEATURES", "ExportInfo", "ImportInfo", "Module", "engine_for"]
 
 # The exports a module transformed by Asyncify has (Binaryen's ABI).
 ASYNCIFY_EXPORTS = (
@@ -29,7 +29,8 @@ ASYNCIFY_EXPORTS = (
     "asyncify_get_state",
 )
 
-_FEATURES = (
+# Every proposal wasmtime implements that the spec test suite uses.
+WASM_FEATURES = (
     "wasm_threads",
     "wasm_reference_types",
     "wasm_simd",
@@ -43,6 +44,7 @@ _FEATURES = (
     "wasm_gc",
     "wasm_exceptions",
     "wasm_wide_arithmetic",
+    "wasm_custom_page_sizes",
 )
 _engines: dict[bool, wasmtime.Engine] = {}
 _engines_lock = threading.Lock()
@@ -55,7 +57,7 @@ def engine_for(*, epochs: bool) -> wasmtime.Engine:
         engine = _engines.get(epochs)
         if engine is None:
             cfg = wasmtime.Config()
-            for feature in _FEATURES:
+            for feature in WASM_FEATURES:
                 setattr(cfg, feature, True)
             cfg.epoch_interruption = epochs
             engine = _engines[epochs] = wasmtime.Engine(cfg)

@@ -61,6 +61,7 @@ import wasmtime
 from wasync._errors import WasyncError
 from wasync._runtime import _aio
 from wasync._runtime._common import (
+    ExportCall,
     ExportFunc,
     define_import,
     lookup_exports,
@@ -112,22 +113,6 @@ class _Request:
         self.ready.acquire()  # released once, by whoever answers
 
 
-class _Export:
-    """An export's marshalling and argument/result arrays (used on the worker
-    only, by one call at a time)."""
-
-    __slots__ = ("argv", "func", "m", "n", "params", "results", "resv")
-
-    def __init__(self, func: Any, params: tuple[int, ...], results: tuple[int, ...]) -> None:
-        self.func = func
-        self.params = Marshal(params)
-        self.results = Marshal(results)
-        self.n = len(params)
-        self.m = len(results)
-        self.argv = (ffi.wasmtime_val_t * max(self.n, 1))()
-        self.resv = (ffi.wasmtime_val_t * max(self.m, 1))()
-
-
 class _Job:
     """Instantiating (``export is None``) or one export call: shared by the worker
     and the coroutine awaiting it. `lock` guards the hand-over fields."""
@@ -140,7 +125,7 @@ class _Job:
     def __init__(
         self,
         signal: _aio.ThreadSignal,
-        export: _Export | None = None,
+        export: ExportCall | None = None,
         args: tuple[object, ...] = (),
     ) -> None:
         self.signal = signal
@@ -251,7 +236,7 @@ class _Worker:
         self.closed = False
         self._host_error: BaseException | None = None
         self.funcs: dict[str, ExportFunc] = {}
-        self.exports: dict[str, _Export] = {}  # built on first call (on the loop)
+        self.exports: dict[str, ExportCall] = {}  # built on first call (on the loop)
         self.memories: dict[str, Memory] = {}
         defined: set[tuple[str, str]] = set()
         for hf in host:
@@ -333,7 +318,7 @@ class _Worker:
         raise_call_failure(trap, error, self._take_host_error(), self.names)
         self.funcs, self.memories = lookup_exports(self.ctx, raw, self.module, self.context)
 
-    def _call(self, export: _Export, args: tuple[object, ...]) -> object:
+    def _call(self, export: ExportCall, args: tuple[object, ...]) -> object:
         export.params.pack_into(ctypes.addressof(export.argv), args)
         trap = _vp()
         error = _func_call(
@@ -427,7 +412,7 @@ class ThreadBackend:
             found = worker.funcs.get(name)
             if found is None:
                 raise WasyncError(f"export {name!r} cannot be called (reference-typed signature)")
-            export = worker.exports[name] = _Export(*found)
+            export = worker.exports[name] = ExportCall(*found)
         return await self._run(_Job(_aio.new_thread_signal(), export, args))
 
     async def _run(self, job: _Job) -> object:
