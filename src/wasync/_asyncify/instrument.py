@@ -170,6 +170,9 @@ class _Instrumenter:
                     open_.pop()
             elif not typing.unreachable[i] and self.plan.is_site(ins):
                 if name.startswith("return_call"):
+                    # The tail call discards this frame, so it cannot be saved; turning
+                    # it into call + return would break the constant-stack guarantee
+                    # (deep tail recursion would overflow).
                     raise AsyncifyError(
                         f"{self.where}: tail call `{ins}` to code that may suspend "
                         f"(instruction {i}) is not supported yet"
