@@ -425,11 +425,10 @@ class _Instrumenter:
         if name == "br_table":
             labels, default = ins.imm
             targets = [self._target(d) for d in (*labels, default)]
-            if any(s in self.transformed and self._arity(s) for s, _ in targets):
-                raise AsyncifyError(
-                    f"{self.where}: br_table carrying values to a structure that contains "
-                    f"a call that may suspend (instruction {k}) is not supported yet"
-                )
+            carrying = [s for s, _ in targets if s in self.transformed and self._arity(s)]
+            if carrying:
+                self._br_table_with_values(targets, self._label_types(carrying[0]))
+                return
             depths = [d for _, d in targets]
             out.append(Instr(ins.op, (tuple(depths[:-1]), depths[-1])))
             return
@@ -464,6 +463,39 @@ class _Instrumenter:
             out.append(_i("local.set", self._slot(base + j, t)))
         out.append(_i("br", new + 1))
         out.append(_i("end"))
+
+    def _br_table_with_values(
+        self, targets: list[tuple[int, int]], types: tuple[ValType, ...]
+    ) -> None:
+        """A br_table carrying values where some target is transformed: spill the
+        values, then branch through one trampoline per distinct target, which puts
+        them where that target expects them (its spill locals, or the stack)."""
+        out = self.out
+        idx = self._scratch("br_table_index")
+        out.append(_i("local.set", idx))
+        for j in range(len(types) - 1, -1, -1):
+            out.append(_i("local.set", self._tslot(j, types[j])))
+        distinct: list[tuple[int, int]] = []
+        for target in targets:
+            if target not in distinct:
+                distinct.append(target)
+        m = len(distinct)
+        out += [_i("block", None) for _ in range(m)]
+        positions = [distinct.index(target) for target in targets]
+        out.append(_i("local.get", idx))
+        out.append(_i("br_table", (tuple(positions[:-1]), positions[-1])))
+        for pos, (start, depth) in enumerate(distinct):
+            out.append(_i("end"))  # the trampoline for target `pos` starts here
+            inside = m - 1 - pos  # trampoline blocks still open around it
+            if start in self.transformed:
+                base = self.bases[start]
+                for j, t in enumerate(types):
+                    out.append(_i("local.get", self._tslot(j, t)))
+                    out.append(_i("local.set", self._slot(base + j, t)))
+            else:
+                for j, t in enumerate(types):
+                    out.append(_i("local.get", self._tslot(j, t)))
+            out.append(_i("br", depth + inside))
 
     def _label_types(self, start: int) -> tuple[ValType, ...]:
         params, results = self.plan.label_types(self.instrs[start])
