@@ -80,3 +80,6 @@ def test_console_entry_point_and_demo() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "round trip: module identical, body identical" in proc.stdout
     assert "DecodeError: illegal opcode 0xff" in proc.stdout
+    for strategy in ("fiber", "thread", "asyncify"):
+        line = next(x for x in proc.stdout.splitlines() if x.strip().startswith(strategy))
+        assert "results all 28" in line
