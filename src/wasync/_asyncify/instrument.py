@@ -282,20 +282,28 @@ class _Instrumenter:
         moved: list[Instr] = []
         while i < stop:
             if i in self.site_number:
-                self._site(i, base, moved)
-                moved = []
-                i += 1
+                # The run right after a site goes inside the site's `if`: it runs
+                # exactly when the call ran and returned normally, so it needs no
+                # guard of its own.
+                after = self._run_range(i + 1, stop)
+                self._site(i, base, moved, after)
+                moved = after[2]
+                i = after[3]
             elif i in self.transformed:
                 i = self._structure(i, base)
             else:
-                j = i
-                while j < stop and j not in self.site_number and j not in self.transformed:
-                    j = self._skip(j)
-                cut = self._movable_tail(i, j) if j in self.site_number else 0
-                moved = list(self.instrs[j - cut : j])
-                if j - cut > i:
-                    self._run(i, j - cut, base)
-                i = j
+                begin, end, moved, i = self._run_range(i, stop)
+                if end > begin:
+                    self._run(begin, end, base)
+
+    def _run_range(self, i: int, stop: int) -> tuple[int, int, list[Instr], int]:
+        """The run of plain code starting at `i`: (start, end of what the run
+        emits, the trailing instructions moved into the next site, next index)."""
+        j = i
+        while j < stop and j not in self.site_number and j not in self.transformed:
+            j = self._skip(j)
+        cut = self._movable_tail(i, j) if j in self.site_number else 0
+        return i, j - cut, list(self.instrs[j - cut : j]), j
 
     def _movable_tail(self, start: int, site: int) -> int:
         """How many trailing instructions of the run [start, site) only push a
@@ -321,28 +329,30 @@ class _Instrumenter:
             return self.typing.block_end[i] + 1
         return i + 1
 
-    def _run(self, start: int, stop: int, base: int) -> None:
+    def _run(self, start: int, stop: int, base: int, *, guarded: bool = True) -> None:
         out = self.out
         typing = self.typing
         reachable_in = not typing.unreachable[start]
         # Values the run never touches stay parked in their spill locals.
         low = self._low_water(start, stop, base)
-        out.append(_i("block", None))
-        self.labels.append(("guard", -1))
-        out.append(_i("global.get", self.plan.state_global))
-        out.append(_i("br_if", 0))
+        if guarded:
+            out.append(_i("block", None))
+            self.labels.append(("guard", -1))
+            out.append(_i("global.get", self.plan.state_global))
+            out.append(_i("br_if", 0))
         if reachable_in:
             self._reload(low, self._values(start, low))
         for k in range(start, stop):
             self._copy(k)
         if typing.unreachable[stop]:
             # The run ends in unreachable code, which may still push values: the
-            # guard block has no results, so make its end polymorphic too.
+            # enclosing block has no results, so make its end polymorphic too.
             out.append(_i("unreachable"))
         else:
             self._store(low, self._values(stop, low))
-        out.append(_i("end"))
-        self.labels.pop()
+        if guarded:
+            out.append(_i("end"))
+            self.labels.pop()
 
     def _low_water(self, start: int, stop: int, base: int) -> int:
         """The lowest stack position the run [start, stop) pops or changes (not
@@ -554,7 +564,13 @@ class _Instrumenter:
         self.labels.pop()
         return end + 1
 
-    def _site(self, i: int, base: int, moved: Sequence[Instr] = ()) -> None:
+    def _site(
+        self,
+        i: int,
+        base: int,
+        moved: Sequence[Instr] = (),
+        after: tuple[int, int, list[Instr], int] | None = None,
+    ) -> None:
         ins = self.instrs[i]
         k = self.site_number[i]
         params, results = self.plan.label_types(ins)
@@ -587,6 +603,8 @@ class _Instrumenter:
         # After a call the state is normal, or unwinding (1): then save the frame.
         out += [_i("global.get", self.plan.state_global), _i("br_if", self._unwind_depth())]
         self._store(first, list(results))
+        if after is not None and after[1] > after[0]:
+            self._run(after[0], after[1], base, guarded=False)
         out.append(_i("end"))
         self.labels.pop()
 
