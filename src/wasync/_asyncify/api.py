@@ -77,10 +77,6 @@ def _unsupported(m: BinaryModule, analysis: AsyncifyAnalysis, options: AsyncifyO
         raise AsyncifyError(
             f"in-wasm Asyncify runtimes (imports {', '.join(names)}) are not supported yet"
         )
-    if analysis.memory is None:
-        raise AsyncifyError(
-            "the module has no memory for the Asyncify data (and adding one is not supported yet)"
-        )
 
 
 def asyncify_with_report(

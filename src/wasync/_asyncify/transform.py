@@ -52,9 +52,16 @@ ABI_EXPORTS = (
 
 
 def _memory0(m: BinaryModule) -> Limits:
+    """Memory 0, which holds the Asyncify data. A module without memory gets one
+    (one page, exported as "memory" when that name is free), as Binaryen does,
+    so that a runtime can place the data buffer."""
     mems = [i.desc for i in m.imports if isinstance(i.desc, Limits)] + list(m.memories)
     if not mems:
-        raise AsyncifyError("the module has no memory to keep the unwound stack in")
+        added = Limits(1)
+        m.memories.append(added)
+        if not any(e.name == "memory" for e in m.exports):
+            m.exports.append(Export("memory", ExternKind.MEMORY, 0))
+        return added
     if mems[0].is64:
         raise AsyncifyError("memory64 modules are not supported by wasync's transform yet")
     return mems[0]
