@@ -116,6 +116,30 @@ def test_a_module_without_memory_gets_one() -> None:
     assert asyncio.run(main()) == 42
 
 
+def test_memory64_uses_a_64_bit_header() -> None:
+    source = """(module
+      (import "env" "sleep" (func $sleep (param i64) (result i64)))
+      (memory (export "memory") i64 1)
+      (func $inner (param $x i64) (result i64) (local $y i64)
+        (local.set $y (i64.mul (local.get $x) (i64.const 3)))
+        (i64.add (call $sleep (local.get $x)) (local.get $y)))
+      (func (export "f") (param i64) (result i64) (call $inner (local.get 0))))"""
+
+    async def sleep(x: int) -> int:
+        await asyncio.sleep(0)
+        return x + 1000
+
+    async def main() -> list[int]:
+        out = wasync.asyncify(wat(source))
+        m = wasync.decode_module(out)
+        start_unwind = next(e for e in m.exports if e.name == "asyncify_start_unwind")
+        assert m.func_type(start_unwind.index).params == (wasync.NumType.I64,)
+        inst = await wasync.instantiate(out, {"env": {"sleep": sleep}})
+        return [int(await inst.exports.f(x)) for x in (5, 7)]
+
+    assert asyncio.run(main()) == [1020, 1028]
+
+
 def test_br_table_carrying_values_out_of_suspending_blocks() -> None:
     source = """(module (import "env" "sleep" (func $sleep)) (memory (export "memory") 1)
       (func (export "f") (param i32) (result i32)

@@ -118,6 +118,7 @@ class FunctionPlan:
     is_site: Callable[[Instr], bool]
     label_types: Callable[[Instr], tuple[tuple[ValType, ...], tuple[ValType, ...]]]
     sites: list[int] = field(default_factory=list)
+    ptr64: bool = False  # memory64: the data pointer and header words are 64-bit
 
 
 class _Marker(Instr):
@@ -637,7 +638,11 @@ class _Instrumenter:
             size += _SIZES[self.local_types[idx]]  # type: ignore[index]
         index_at = size
         size += 4
-        pos = self._scratch("pos")
+        p64 = self.plan.ptr64
+        word = 8 if p64 else 4  # header: position at +0, end at +word
+        ptr_t = NumType.I64 if p64 else NumType.I32
+        ipre = "i64" if p64 else "i32"
+        pos = self._scratch("pos64" if p64 else "pos", ptr_t)
         resume = self._scratch("resume")
 
         def mem(name: str, offset: int) -> Instr:
@@ -650,11 +655,11 @@ class _Instrumenter:
             _i("if", None),
             _i("global.get", data_global),
             _i("global.get", data_global),
-            mem("i32.load", 0),
-            _i("i32.const", size),
-            _i("i32.sub"),
+            mem(f"{ipre}.load", 0),
+            _i(f"{ipre}.const", size),
+            _i(f"{ipre}.sub"),
             _i("local.tee", pos),
-            mem("i32.store", 0),
+            mem(f"{ipre}.store", 0),
         ]
         for idx, off in zip(saved, offsets, strict=True):
             t = self.local_types[idx]
@@ -667,13 +672,13 @@ class _Instrumenter:
         ]
         save = [
             _i("global.get", data_global),
-            mem("i32.load", 0),
+            mem(f"{ipre}.load", 0),
             _i("local.tee", pos),
-            _i("i32.const", size),
-            _i("i32.add"),
+            _i(f"{ipre}.const", size),
+            _i(f"{ipre}.add"),
             _i("global.get", data_global),
-            mem("i32.load", 4),
-            _i("i32.le_u"),
+            mem(f"{ipre}.load", word),
+            _i(f"{ipre}.le_u"),
             _i("if", None),
         ]
         for idx, off in zip(saved, offsets, strict=True):
@@ -687,9 +692,9 @@ class _Instrumenter:
             # The position always advances: past the end, stop_unwind traps.
             _i("global.get", data_global),
             _i("local.get", pos),
-            _i("i32.const", size),
-            _i("i32.add"),
-            mem("i32.store", 0),
+            _i(f"{ipre}.const", size),
+            _i(f"{ipre}.add"),
+            mem(f"{ipre}.store", 0),
         ]
         saves = {-1: save}
         return prologue, saves

@@ -62,8 +62,6 @@ def _memory0(m: BinaryModule) -> Limits:
         if not any(e.name == "memory" for e in m.exports):
             m.exports.append(Export("memory", ExternKind.MEMORY, 0))
         return added
-    if mems[0].is64:
-        raise AsyncifyError("memory64 modules are not supported by wasync's transform yet")
     return mems[0]
 
 
@@ -79,25 +77,28 @@ def _type_index(m: BinaryModule, ft: FuncType) -> int:
     return index
 
 
-def _const(value: int) -> ConstExpr:
-    return ConstExpr(bytes(encode_instrs([_i("i32.const", value), _i("end")])))
+def _const(value: int, wide: bool = False) -> ConstExpr:
+    const = _i("i64.const" if wide else "i32.const", value)
+    return ConstExpr(bytes(encode_instrs([const, _i("end")])))
 
 
-def _check_bounds(data: int) -> list[Instr]:
+def _check_bounds(data: int, ptr64: bool) -> list[Instr]:
     """``if (position > end) unreachable`` (Binaryen's check in start/stop)."""
+    pre, word = ("i64", 8) if ptr64 else ("i32", 4)
+    align = 3 if ptr64 else 2
     return [
         _i("global.get", data),
-        _i("i32.load", MemArg(2, 0, 0)),
+        _i(f"{pre}.load", MemArg(align, 0, 0)),
         _i("global.get", data),
-        _i("i32.load", MemArg(2, 4, 0)),
-        _i("i32.gt_u"),
+        _i(f"{pre}.load", MemArg(align, word, 0)),
+        _i(f"{pre}.gt_u"),
         _i("if", None),
         _i("unreachable"),
         _i("end"),
     ]
 
 
-def _abi_bodies(state: int, data: int) -> dict[str, tuple[bool, bool, list[Instr]]]:
+def _abi_bodies(state: int, data: int, ptr64: bool) -> dict[str, tuple[bool, bool, list[Instr]]]:
     """name -> (takes the pointer, returns the state, body instructions)."""
 
     def set_state(value: int) -> list[Instr]:
@@ -108,15 +109,23 @@ def _abi_bodies(state: int, data: int) -> dict[str, tuple[bool, bool, list[Instr
         "asyncify_start_unwind": (
             True,
             False,
-            set_state(STATE_UNWINDING) + set_data + _check_bounds(data),
+            set_state(STATE_UNWINDING) + set_data + _check_bounds(data, ptr64),
         ),
-        "asyncify_stop_unwind": (False, False, set_state(STATE_NORMAL) + _check_bounds(data)),
+        "asyncify_stop_unwind": (
+            False,
+            False,
+            set_state(STATE_NORMAL) + _check_bounds(data, ptr64),
+        ),
         "asyncify_start_rewind": (
             True,
             False,
-            set_state(STATE_REWINDING) + set_data + _check_bounds(data),
+            set_state(STATE_REWINDING) + set_data + _check_bounds(data, ptr64),
         ),
-        "asyncify_stop_rewind": (False, False, set_state(STATE_NORMAL) + _check_bounds(data)),
+        "asyncify_stop_rewind": (
+            False,
+            False,
+            set_state(STATE_NORMAL) + _check_bounds(data, ptr64),
+        ),
         "asyncify_get_state": (False, True, [_i("global.get", state)]),
     }
 
@@ -140,7 +149,8 @@ def transform_module(
         raise AsyncifyError(
             "keeping the Asyncify data in a memory other than memory 0 is not supported yet"
         )
-    _memory0(m)
+    ptr64 = _memory0(m).is64
+    ptr_t = NumType.I64 if ptr64 else NumType.I32
     names = m.function_names()
     clash = {e.name for e in m.exports} & set(ABI_EXPORTS)
     if clash:
@@ -148,7 +158,7 @@ def transform_module(
     n_globals = sum(1 for i in m.imports if i.kind is ExternKind.GLOBAL) + len(m.globals)
     state, data = n_globals, n_globals + 1
     m.globals.append(Global(GlobalType(NumType.I32, True), _const(0)))
-    m.globals.append(Global(GlobalType(NumType.I32, True), _const(0)))
+    m.globals.append(Global(GlobalType(ptr_t, True), _const(0, ptr64)))
     mt = ModuleTypes.from_module(m)
     nimp = m.num_imported_funcs
     may_unwind = set(instrumented) | set(unwinding_imports)
@@ -204,16 +214,17 @@ def transform_module(
             data_global=data,
             is_site=functools.partial(site_test, f),
             label_types=label_types,
+            ptr64=ptr64,
         )
         new_body: Body = instrument_function(plan, body, typing)
         m.codes[f - nimp] = FuncBody(new_body.encode())
 
     # The ABI functions, appended at the end of the function index space.
-    ptr_type = _type_index(m, FuncType((NumType.I32,), ()))
+    ptr_type = _type_index(m, FuncType((ptr_t,), ()))
     void_type = _type_index(m, FuncType((), ()))
     state_type = _type_index(m, FuncType((), (NumType.I32,)))
     next_index = nimp + len(m.functions)
-    for name, (takes_ptr, returns, instrs) in _abi_bodies(state, data).items():
+    for name, (takes_ptr, returns, instrs) in _abi_bodies(state, data, ptr64).items():
         tidx = ptr_type if takes_ptr else state_type if returns else void_type
         m.functions.append(tidx)
         m.codes.append(FuncBody(Body([], [*instrs, _i("end")]).encode()))
