@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
-import os
 import shutil
 import subprocess
 import sys
@@ -42,7 +41,7 @@ import wasmtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.corpus import cache_dir, compile_c, npm_file
+from tests.support.corpus import atomic_write, cache_dir, compile_c, npm_file
 
 import wasync
 from wasync import ExternKind
@@ -89,18 +88,6 @@ WASM_OPT_FEATURES: Final = (
 # Building the benchmark module
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def amalgamation() -> Path:
     """The directory holding ``sqlite3.c`` and ``sqlite3.h``, extracted once into the cache.
 
@@ -135,7 +122,7 @@ def amalgamation() -> Path:
     if missing:
         raise SystemExit(f"{nested}: no {', '.join(missing)} under {AMALGAMATION_DIR}/")
     for name, data in found.items():
-        _atomic_write(dest / name, data)
+        atomic_write(dest / name, data)
     return dest
 
 

@@ -17,6 +17,7 @@ from typing import Any, cast
 import pytest
 
 import wasync
+from tests.support.metrics import rss_kib
 
 STRATEGIES = ["fiber", "thread", "asyncify"]
 
@@ -412,13 +413,6 @@ def test_same_import_twice(strategy: wasync.Strategy) -> None:
     asyncio.run(main())
 
 
-def _rss_kb() -> int:
-    import resource  # noqa: PLC0415
-
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() // 1024
-
-
 @pytest.mark.slow
 def test_no_leaks_after_10000_failed_or_cancelled_calls(
     core: wasync.Module, strategy: wasync.Strategy
@@ -441,7 +435,7 @@ def test_no_leaks_after_10000_failed_or_cancelled_calls(
             with pytest.raises(RuntimeError):
                 await inst.exports.trap(0)
         threads_before = threading.active_count()
-        rss_before = _rss_kb()
+        rss_before = rss_kib()
         for i in range(5000):
             with pytest.raises(RuntimeError):
                 await inst.exports.trap(0)
@@ -451,7 +445,7 @@ def test_no_leaks_after_10000_failed_or_cancelled_calls(
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-        rss_after = _rss_kb()
+        rss_after = rss_kib()
         threads_after = threading.active_count()
         gate.set()
         with pytest.raises(wasync.Trap):  # the export traps after its import returns

@@ -31,6 +31,7 @@ import wasmtime
 import wasync
 from tests.conftest import SHARED
 from tests.support.binaryen import binaryen_asyncify, binaryen_wat2wasm
+from tests.support.metrics import rss_kib
 from wasync._runtime._asyncify import AsyncifyBackend
 
 UNIT = SHARED / "binaryen-asyncify-tests" / "unit"
@@ -626,10 +627,6 @@ def test_overflow_reports_needed_and_available(placement: str) -> None:
 
 
 def test_many_failing_calls_do_not_leak() -> None:
-    def rss_kib() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4
-
     async def main() -> None:
         host = NumericHost()
         host.fail = lambda: RuntimeError("failing")

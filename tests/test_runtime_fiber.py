@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import resource
-import time
 
 import pytest
 
 import wasync
+from tests.support.metrics import loop_ticks_during, rss_kib
 
 BUSY = r"""
 (module
@@ -24,11 +23,6 @@ BUSY = r"""
 """
 
 
-def rss_kb() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() // 1024
-
-
 def test_cpu_guard_lets_the_loop_run() -> None:
     """A busy wasm loop with yield_every_ms does not starve a concurrent timer."""
 
@@ -40,22 +34,8 @@ def test_cpu_guard_lets_the_loop_run() -> None:
         inst = await wasync.instantiate(
             wasync.Module.from_wat(BUSY), {"env": {"tick": tick}}, yield_every_ms=guard
         )
-        ticks = 0
-        stop = False
-
-        async def timer() -> None:
-            nonlocal ticks
-            while not stop:
-                await asyncio.sleep(0.005)
-                ticks += 1
-
-        t = asyncio.create_task(timer())
-        await asyncio.sleep(0)
-        t0 = time.perf_counter()
-        assert await inst.exports.spin(300_000_000) == 300_000_000
-        elapsed = time.perf_counter() - t0
-        stop = True
-        await t
+        result, ticks, elapsed = await loop_ticks_during(inst.exports.spin(300_000_000))
+        assert result == 300_000_000
         return ticks, elapsed
 
     ticks, elapsed = asyncio.run(main(5))
@@ -92,7 +72,7 @@ def test_no_leaks_after_10000_failed_or_cancelled_calls() -> None:
         for _ in range(200):  # warm up allocator pools
             with pytest.raises(RuntimeError):
                 await inst.exports.tick(0)
-        before = rss_kb()
+        before = rss_kib()
         for i in range(5000):
             with pytest.raises(RuntimeError):
                 await inst.exports.tick(0)
@@ -102,7 +82,7 @@ def test_no_leaks_after_10000_failed_or_cancelled_calls() -> None:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-        after = rss_kb()
+        after = rss_kib()
         gate.set()
         assert await inst.exports.tick(7) == 7
         return before, after

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
-import resource
 import struct
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 import wasync
+from tests.support.metrics import loop_ticks_during, rss_kib
 from wasync._runtime._thread import ThreadBackend
 
 WAT = r"""
@@ -146,11 +146,6 @@ def baseline() -> int:
     return settle(0, timeout=2.0)
 
 
-def rss_kb() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() // 1024
-
-
 def f32(x: float) -> float:
     return float(struct.unpack("<f", struct.pack("<f", x))[0])
 
@@ -225,22 +220,8 @@ def test_failed_instantiation_stops_its_thread(baseline: int) -> None:
 def test_cpu_bound_wasm_does_not_block_the_loop() -> None:
     async def main() -> tuple[int, float]:
         inst = await make(Host())
-        ticks = 0
-        stop = False
-
-        async def timer() -> None:
-            nonlocal ticks
-            while not stop:
-                await asyncio.sleep(0.005)
-                ticks += 1
-
-        task = asyncio.create_task(timer())
-        await asyncio.sleep(0)
-        t0 = time.perf_counter()
-        assert await inst.exports.spin(300_000_000) == 300_000_000
-        elapsed = time.perf_counter() - t0
-        stop = True
-        await task
+        result, ticks, elapsed = await loop_ticks_during(inst.exports.spin(300_000_000))
+        assert result == 300_000_000
         inst.close()
         return ticks, elapsed
 
@@ -440,7 +421,7 @@ def test_thousand_failed_or_cancelled_calls_leak_nothing(baseline: int) -> None:
             host.fail = True
             with pytest.raises(LookupError):
                 await inst.exports.get(0)
-        rss_before = rss_kb()
+        rss_before = rss_kib()
         for i in range(500):
             host.fail = True
             with pytest.raises(LookupError):
@@ -454,7 +435,7 @@ def test_thousand_failed_or_cancelled_calls_leak_nothing(baseline: int) -> None:
             with pytest.raises(asyncio.CancelledError):
                 await task
             host.gate = None
-        rss_after = rss_kb()
+        rss_after = rss_kib()
         assert await inst.exports.get(7) == 7
         assert threading.active_count() == threads_before
         inst.close()
@@ -537,13 +518,13 @@ def run_many(n: int, sleeps_each: int = 10, delay: float = 0.1) -> tuple[float, 
         warm = await make(host)
         await warm.exports.get(0)
         warm.close()
-        rss0 = rss_kb()
+        rss0 = rss_kib()
         t0 = time.perf_counter()
         instances = [await make(host) for _ in range(n)]
         t1 = time.perf_counter()
         results = await asyncio.gather(*(i.exports.ten() for i in instances))
         t2 = time.perf_counter()
-        per_instance = (rss_kb() - rss0) / n
+        per_instance = (rss_kib() - rss0) / n
         assert results == [45] * n
         for inst in instances:
             inst.close()

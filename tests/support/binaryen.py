@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import pytest
 import wasmtime
 
-from tests.support.corpus import _atomic_write, cache_dir
+from tests.support.corpus import atomic_write, cache_dir
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -123,5 +123,5 @@ def _wasm_opt_run(data: bytes, is_text: bool, flags: list[str]) -> bytes:
                 f"{output or '(no output)'}"
             )
         result = out.read_bytes()
-    _atomic_write(target, result)
+    atomic_write(target, result)
     return result

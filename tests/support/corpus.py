@@ -72,7 +72,7 @@ def cache_dir() -> Path:
     return Path(base) if base else REPO_ROOT / ".cache"
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
+def atomic_write(target: Path, data: bytes) -> None:
     """Write ``data`` to ``target`` through a temporary sibling and :func:`os.replace`."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -183,7 +183,7 @@ def _extract_member(tarball: Path, rel: PurePosixPath, dest: Path, spec: str) ->
                 data = stream.read()
             if len(data) != member.size:
                 raise CorpusError(f"{spec}: {wanted} is truncated in {tarball}")
-            _atomic_write(dest, data)
+            atomic_write(dest, data)
             return
     raise CorpusError(f"{spec}: the package has no file {wanted!r} ({tarball})")
 
@@ -402,7 +402,7 @@ def compile_c(
         wasm = out.read_bytes()
     if not wasm.startswith(b"\0asm"):
         raise CorpusError(f"zig cc wrote something that is not WebAssembly for {name}")
-    _atomic_write(cached, wasm)
+    atomic_write(cached, wasm)
     return wasm
 
 

@@ -37,7 +37,6 @@ import hashlib
 import os
 import re
 import struct
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
@@ -45,6 +44,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import wasmtime
+
+from tests.support.corpus import atomic_write
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -1021,21 +1022,11 @@ def _wasmtime_version() -> str:
         return str(getattr(wasmtime, "__version__", "unknown"))
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` atomically (temp file + ``os.replace``); best effort."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except OSError:
-        pass  # the cache is only an optimisation (read-only checkout, full disk, ...)
+def _cache_write(target: Path, data: bytes) -> None:
+    """Best-effort :func:`~tests.support.corpus.atomic_write`: the cache is only an
+    optimisation (read-only checkout, full disk, ...)."""
+    with contextlib.suppress(OSError):
+        atomic_write(target, data)
 
 
 # Characters the ``wast`` crate behind ``wasmtime.wat2wasm`` refuses in source text
@@ -1112,9 +1103,9 @@ def _wat2wasm_cached(text: str) -> bytes | str:
         wasm = bytes(wasmtime.wat2wasm(text))
     except wasmtime.WasmtimeError as exc:
         message = str(exc) or type(exc).__name__
-        _atomic_write(err_path, message.encode("utf-8"))
+        _cache_write(err_path, message.encode("utf-8"))
         return message
-    _atomic_write(ok_path, wasm)
+    _cache_write(ok_path, wasm)
     return wasm
 
 
