@@ -71,8 +71,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
 from wasync._asyncify.options import AsyncifyOptions, wildcard_match
-from wasync._binary.leb import read_uleb
 from wasync._binary.module import BinaryModule, ConstExpr, Import
+from wasync._binary.names import function_name_entries
 from wasync._binary.opcodes import ops_named
 from wasync._binary.types import (
     AbsHeap,
@@ -85,7 +85,7 @@ from wasync._binary.types import (
     TagType,
     ValType,
 )
-from wasync._errors import AsyncifyError, DecodeError
+from wasync._errors import AsyncifyError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -147,32 +147,6 @@ _NON_FUNC_HEAPS = frozenset(
 # -- names ------------------------------------------------------------------
 
 
-def _name_entries(payload: bytes) -> list[tuple[int, str]]:
-    """The function-names subsection's (index, name) pairs in order (lenient)."""
-    entries: list[tuple[int, str]] = []
-    pos = 0
-    try:
-        while pos < len(payload):
-            sub_id = payload[pos]
-            size, pos = read_uleb(payload, pos + 1)
-            end = pos + size
-            if end > len(payload):
-                break
-            if sub_id == 1:
-                count, p = read_uleb(payload, pos, end=end)
-                for _ in range(count):
-                    index, p = read_uleb(payload, p, end=end)
-                    n, p = read_uleb(payload, p, end=end)
-                    if p + n > end:
-                        break
-                    entries.append((index, payload[p : p + n].decode("utf-8", "surrogateescape")))
-                    p += n
-            pos = end
-    except (DecodeError, IndexError):
-        pass
-    return entries
-
-
 def _unique(root: str, used: set[str] | dict[str, int], hint: int) -> str:
     # Binaryen's Names::getValidName: root, else root_N from N = hint upwards.
     if root not in used:
@@ -194,7 +168,7 @@ def binaryen_function_names(module: BinaryModule) -> list[str]:
     entries: list[tuple[int, str]] = []
     for custom in module.customs:
         if custom.name == "name":
-            entries = _name_entries(custom.data)
+            entries = function_name_entries(custom.data, "surrogateescape")
             break
     from_section: dict[int, str] = {}
     seen: dict[str, int] = {}

@@ -9,14 +9,15 @@ from __future__ import annotations
 from wasync._binary.leb import read_uleb
 from wasync._errors import DecodeError
 
-__all__ = ["function_names"]
+__all__ = ["function_name_entries", "function_names"]
 
 _FUNCTION_NAMES = 1
 
 
-def function_names(payload: bytes) -> dict[int, str]:
-    """Map function index to name from a ``name`` section payload."""
-    names: dict[int, str] = {}
+def function_name_entries(payload: bytes, errors: str = "replace") -> list[tuple[int, str]]:
+    """The function-names subsection's (index, name) pairs in encoding order,
+    repeats included; `errors` is how invalid UTF-8 is decoded."""
+    entries: list[tuple[int, str]] = []
     pos = 0
     try:
         while pos < len(payload):
@@ -32,9 +33,14 @@ def function_names(payload: bytes) -> dict[int, str]:
                     n, p = read_uleb(payload, p, end=end)
                     if p + n > end:
                         break
-                    names[index] = payload[p : p + n].decode("utf-8", errors="replace")
+                    entries.append((index, payload[p : p + n].decode("utf-8", errors=errors)))
                     p += n
             pos = end
     except (DecodeError, IndexError):
         pass
-    return names
+    return entries
+
+
+def function_names(payload: bytes) -> dict[int, str]:
+    """Map function index to name from a ``name`` section payload."""
+    return dict(function_name_entries(payload))
