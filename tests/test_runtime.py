@@ -11,7 +11,7 @@ import asyncio
 import gc
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, cast
 
 import pytest
@@ -284,6 +284,95 @@ def test_caller_reaches_memory(core: wasync.Module, strategy: wasync.Strategy) -
         assert mem.read(100, 16) == b"".join(i.to_bytes(4, "little") for i in range(4))
         with pytest.raises(wasync.MemoryAccessError):
             mem.read(mem.size - 2, 4)
+
+    asyncio.run(main())
+
+
+def test_maybe_async_imports(core: wasync.Module, strategy: wasync.Strategy) -> None:
+    """A "maybe async" import suspends only when it returns an awaitable; its
+    plain results, awaited results and errors (raised at once or by the
+    awaitable) all reach the wasm code as with the other kinds of import."""
+
+    async def main() -> None:
+        suspended: list[int] = []
+        fail_early = {7}
+        ticks = 0
+
+        async def later(x: int) -> int:
+            suspended.append(x)
+            await asyncio.sleep(0)
+            if x == 13:
+                raise KeyError("late failure")
+            return x * 100
+
+        @wasync.maybe_async
+        def get_i32(x: int) -> int | Coroutine[Any, Any, int]:
+            if x in fail_early:
+                raise LookupError("early failure")
+            return later(x) if x % 3 == 0 or x == 13 else x
+
+        @wasync.maybe_async
+        @wasync.with_caller
+        def get_i64(caller: wasync.Caller, x: int) -> Any:
+            caller.memory.write(0, b"seen")
+            return x + 1 if x < 100 else later(x)
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        inst = await make(
+            core, strategy, Host(), overrides={"get_i32": get_i32, "get_i64": get_i64}
+        )
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        assert await inst.exports.sum(7) == 0 + 1 + 2 + 300 + 4 + 5 + 600
+        assert suspended == [0, 3, 6]
+        ticks_after_sum = ticks
+        assert ticks_after_sum >= 3  # the awaitables really ran on the loop
+        assert await inst.exports.deep(20) == sum(range(21)) + 1  # nested in 20 frames
+        assert await inst.exports.wide(5) == 7
+        assert await inst.exports.wide(500) == 50001
+        assert inst.memory is not None
+        assert inst.memory.read(0, 4) == b"seen"
+        with pytest.raises(LookupError, match="early failure") as early:
+            await inst.exports.sum(8)
+        assert isinstance(early.value.__cause__, wasync.Trap)
+        fail_early.clear()
+        with pytest.raises(KeyError, match="late failure"):
+            await inst.exports.sum(14)
+        assert await inst.exports.sum(4) == 0 + 1 + 2 + 300  # still usable
+        task.cancel()
+
+    asyncio.run(main())
+
+
+def test_maybe_async_cancelled_while_suspended(
+    core: wasync.Module, strategy: wasync.Strategy
+) -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        started = asyncio.Event()
+
+        async def wait_gate(x: int) -> int:
+            started.set()
+            await gate.wait()
+            return x
+
+        @wasync.maybe_async
+        def get_i32(x: int) -> Any:
+            return wait_gate(x) if x == 2 else x
+
+        inst = await make(core, strategy, Host(), overrides={"get_i32": get_i32})
+        call = asyncio.create_task(inst.exports.sum(5))
+        await started.wait()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        gate.set()
+        assert await inst.exports.sum(5) == 10
 
     asyncio.run(main())
 

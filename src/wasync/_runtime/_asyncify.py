@@ -25,6 +25,7 @@ the default buffer is large (1 MiB) and an overflow is reported as
 from __future__ import annotations
 
 import ctypes
+import inspect
 import struct
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -34,22 +35,28 @@ import wasmtime
 from wasync._binary.types import ExternKind, FuncType, NumType
 from wasync._errors import AsyncifyStackOverflow, Trap, WasyncError
 from wasync._runtime._common import (
+    close_awaitable,
     define_import,
     lookup_exports,
     plain_import_callback,
     raise_call_failure,
 )
 from wasync._runtime._ffi import (
-    SYNC_CALLBACK,
-    Marshal,
+    RAW,
+    UNCHECKED_CALLBACK,
+    RawMarshal,
     error_pointer,
     ffi,
+    raw_function,
     take_error,
     trap_address,
+    word,
 )
 from wasync._runtime._module import ASYNCIFY_EXPORTS, engine_for
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from wasync._runtime._common import ExportFunc
     from wasync._runtime._host import HostFunc
     from wasync._runtime._instance import Instance, Memory
@@ -57,14 +64,20 @@ if TYPE_CHECKING:
 __all__ = ["AsyncifyBackend"]
 
 _NORMAL, _UNWINDING, _REWINDING = 0, 1, 2
-# Raw prototypes of the C functions on the hot path: pointers as plain integers.
-_vp, _sz = ctypes.c_void_p, ctypes.c_size_t
-# wasmtime_error_t *wasmtime_func_call(context, func, args, nargs, results, nresults, trap_ret)
-_func_call = ctypes.CFUNCTYPE(_vp, _vp, _vp, _vp, _sz, _vp, _sz, _vp)(
-    ("wasmtime_func_call", ffi.dll)
+# The C functions on the hot path, called with word() arguments built once (see
+# raw_function): wasmtime_error_t *wasmtime_func_call_unchecked(context, func,
+# args_and_results, len, trap_ret) costs about 0.3 us from Python this way,
+# wasmtime_func_call with declared argument types about 1.1 us. The signatures
+# come from the module, so the values need no checking.
+_call_unchecked = raw_function("wasmtime_func_call_unchecked", ctypes.c_void_p)
+# The same for the Asyncify exports, which only set globals and check the header:
+# the GIL is kept (see raw_function).
+_call_abi_unchecked = raw_function(
+    "wasmtime_func_call_unchecked", ctypes.c_void_p, release_gil=False
 )
-_caller_context = ctypes.CFUNCTYPE(_vp, _vp)(("wasmtime_caller_context", ffi.dll))
-_memory_data = ctypes.CFUNCTYPE(_vp, _vp, _vp)(("wasmtime_memory_data", ffi.dll))
+# uint8_t *wasmtime_memory_data(context, memory)
+_memory_data = raw_function("wasmtime_memory_data", ctypes.c_void_p, release_gil=False)
+_I32 = struct.Struct("<i")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 # Exports a caller must not call by hand: the runtime owns the unwind/rewind protocol.
@@ -74,37 +87,44 @@ _PROTOCOL_EXPORTS = frozenset(ASYNCIFY_EXPORTS) - {"asyncify_get_state"}
 class _Pending:
     """An async import call that unwound the stack and waits for its coroutine."""
 
-    __slots__ = ("args", "error", "host", "values")
+    __slots__ = ("args", "awaitable", "error", "host", "values")
 
-    def __init__(self, host: HostFunc, args: tuple[object, ...]) -> None:
+    def __init__(self, host: HostFunc, args: tuple[object, ...], awaitable: object = None) -> None:
         self.host = host
         self.args = args
+        self.awaitable = awaitable  # what a "maybe async" import returned
         self.values: tuple[object, ...] = ()
         self.error: BaseException | None = None
 
 
 class _ExportCall:
-    """An export's marshalling, with argument and result arrays of its own."""
+    """An export's marshalling, with an argument-and-result array of its own
+    (``wasmtime_func_call_unchecked``'s), and the call's arguments ready-made."""
 
-    __slots__ = ("argv", "arrays", "func", "m", "n", "params", "raw", "results", "resv")
+    __slots__ = ("address", "args", "array", "m", "n", "params", "raw", "results", "words")
 
-    def __init__(self, raw: Any, params: tuple[int, ...], results: tuple[int, ...]) -> None:
+    def __init__(
+        self, raw: Any, params: tuple[int, ...], results: tuple[int, ...], ctx: int, trap: int
+    ) -> None:
         self.raw = raw  # the wasmtime_func_t, kept alive with the call
-        self.func = ctypes.addressof(raw)
-        self.params = Marshal(params)
-        self.results = Marshal(results)
+        self.params = RawMarshal(params)
+        self.results = RawMarshal(results)
         self.n = len(params)
         self.m = len(results)
-        self.arrays = (
-            (ffi.wasmtime_val_t * max(self.n, 1))(),
-            (ffi.wasmtime_val_t * max(self.m, 1))(),
-        )
-        self.argv = ctypes.addressof(self.arrays[0])
-        self.resv = ctypes.addressof(self.arrays[1])
+        self.array = (ffi.wasmtime_val_raw_t * max(self.n, self.m, 1))()
+        self.address = ctypes.addressof(self.array)
+        self.args = b""  # the packed arguments, copied into the array for every invocation
+        self.words = (
+            word(ctx), word(ctypes.addressof(raw)), word(self.address),
+            word(max(self.n, self.m)), word(trap),
+        )  # fmt: skip
+
+    def set_args(self, values: Sequence[object]) -> None:
+        self.args = self.params.pack(values)
 
     def value(self) -> object:
         """The finished call's result: None, one value or a tuple."""
-        values = self.results.unpack(self.resv)
+        values = self.results.unpack(self.address)
         if self.m == 1:
             return values[0]
         return values if self.m else None
@@ -168,7 +188,7 @@ class AsyncifyBackend:
         self._calls: dict[str, _ExportCall] = {}
         self._memories: dict[str, Memory] = {}
         self._host_error: BaseException | None = None
-        self._has_async = any(hf.is_async for hf in host)
+        self._has_async = any(hf.is_async or hf.maybe_async for hf in host)
         # Protocol state, shared by the driver (`call`) and the import callbacks.
         self._driving = False  # an export call is running (async imports may unwind)
         self._pending: _Pending | None = None  # set from the unwind until the rewind
@@ -186,34 +206,55 @@ class AsyncifyBackend:
         self._start = 0  # first byte for frames (data + header size)
         self._end = 0  # one past the last byte for frames
         self._fresh_header = b""
-        # The Asyncify exports: (func, argv, nargs, resv, nresults), built once.
-        self._abi: dict[str, tuple[int, int, int, int, int]] = {}
+        # The Asyncify exports: (the call's word() arguments, address of the i32
+        # result or 0), built once.
+        self._abi: dict[str, tuple[tuple[Any, ...], int]] = {}
         self._abi_arrays: list[object] = []
-        self._abi_result = Marshal((0,))
         self._trap_slot = ctypes.c_void_p()
         self._trap_slot_address = ctypes.addressof(self._trap_slot)
+        self._memory_words: tuple[Any, ...] = ()  # wasmtime_memory_data's arguments
+        # The hot ABI calls' arguments, called inline (_prepare_abi sets them; an
+        # object ctypes cannot convert until then, so a premature call raises).
+        unset = (object(),)
+        self._start_unwind: tuple[Any, ...] = unset
+        self._start_rewind: tuple[Any, ...] = unset
+        self._stop_rewind: tuple[Any, ...] = unset
+        # The unwind of the suspended call was not stopped yet: start_rewind does
+        # not depend on the state before it, so the driver goes straight from
+        # "unwinding" to "rewinding" (one wasm call less per suspension), and
+        # anything else that calls wasm meanwhile stops the unwind first.
+        self._unwound = False
         for hf in host:
             self._define(hf, inst)
 
     # -- host functions -------------------------------------------------------
 
     def _define(self, hf: HostFunc, inst: Instance) -> None:
-        if hf.is_async:
-            cb = SYNC_CALLBACK(self._async_callback(hf))
+        if hf.is_async or hf.maybe_async:
+            cb = UNCHECKED_CALLBACK(self._async_callback(hf))
         else:
             cb = plain_import_callback(self, hf, inst.caller)
         self._keep += [cb, define_import(self._linker, hf, cb)]
 
     def _async_callback(self, hf: HostFunc) -> Any:
-        params = Marshal(hf.param_kinds)
-        results = Marshal(hf.result_kinds)
-        zeros = (0,) * len(hf.result_kinds)
+        # An unchecked host function: the arguments come in, and the results go
+        # out, through one wasmtime_val_raw_t array (4 C arguments instead of 6,
+        # and no conversion or check by wasmtime).
+        params = RawMarshal(hf.param_kinds)
+        read = params.read
+        results = RawMarshal(hf.result_kinds)
+        int_write = results.int_write
+        raw = RAW
+        slot = self._trap_slot
+        record = _Pending(hf, ())
         label = hf.label
+        maybe = hf.maybe_async
+        fn = hf.fn
+        inst = self._inst
 
-        def callback(env: int, caller: int, args: int, nargs: int, res: int, nres: int) -> int:
+        def callback(env: int, caller: int, args: int, size: int) -> int:
             try:
                 pending = self._pending
-                ctx = _caller_context(caller)
                 if self._rewinding:
                     # Second visit: the frames below are restored; hand over the result.
                     if pending is None or pending.host is not hf:
@@ -222,10 +263,17 @@ class AsyncifyBackend:
                             f"the rewind reached async import {label}, but {other} had "
                             "suspended: the module's Asyncify frames are inconsistent"
                         )
-                    self._call_abi(ctx, "asyncify_stop_rewind")
+                    slot.value = None
+                    error = _call_abi_unchecked(*self._stop_rewind)
+                    if error or slot.value:
+                        raise_call_failure(
+                            _trap_pointer(slot.value), _error_pointer(error), None, self._names
+                        )
                     self._rewinding = False
                     self._pending = None
-                    position = self._read_header()[0]
+                    position = self._word.unpack_from(
+                        raw, (_memory_data(*self._memory_words) or 0) + self._data
+                    )[0]
                     if position != self._start:
                         raise _ProtocolError(
                             f"after the rewind the Asyncify data position is {position}, "
@@ -236,14 +284,12 @@ class AsyncifyBackend:
                     if e is not None:
                         self._host_error = e
                         return trap_address(f"async import {label} raised {type(e).__name__}: {e}")
-                    results.pack_into(res, pending.values)
+                    values = pending.values
+                    if int_write is not None and values[0].__class__ is int:
+                        int_write[0](raw, args, values[0] & int_write[1])
+                    else:
+                        results.pack_into(args, values)
                     return 0
-                if not self._driving:
-                    raise WasyncError(
-                        f"async import {label} was called outside an export call (during "
-                        "instantiation, by the start function, or by the runtime's own "
-                        "malloc call): the asyncify strategy can only suspend an export call"
-                    )
                 if pending is not None:
                     raise _ProtocolError(
                         f"async import {label} was called while the stack was unwinding for "
@@ -251,11 +297,39 @@ class AsyncifyBackend:
                         "instrumented by Asyncify (list every async import in the transform's "
                         "asyncify-imports)"
                     )
+                awaitable: object = None
+                if maybe:
+                    # A "maybe async" import runs now; only an awaitable suspends.
+                    values = params.unpack(args)
+                    value = fn(inst.caller, *values) if hf.wants_caller else fn(*values)
+                    if not inspect.isawaitable(value):
+                        results.pack_into(args, hf.convert_result(value))
+                        return 0
+                    if not self._driving:
+                        close_awaitable(value)  # cannot suspend here: the error below
+                    awaitable = value
+                if not self._driving:
+                    raise WasyncError(
+                        f"async import {label} was called outside an export call (during "
+                        "instantiation, by the start function, or by the runtime's own "
+                        "malloc call): the asyncify strategy can only suspend an export call"
+                    )
                 # First visit: record the call and unwind the stack.
-                self._pending = _Pending(hf, params.unpack(args))
-                self._call_abi(ctx, "asyncify_start_unwind")
-                results.pack_into(res, zeros)  # ignored: the frames are unwinding
-                return 0
+                # One record per import, reused (a new object costs ~0.4 us here; at
+                # most one call is suspended at a time, and the driver is done with
+                # the previous one).
+                record.args = read(raw, args)
+                record.awaitable = awaitable
+                record.values = ()
+                record.error = None
+                self._pending = record
+                slot.value = None
+                error = _call_abi_unchecked(*self._start_unwind)
+                if error or slot.value:
+                    raise_call_failure(
+                        _trap_pointer(slot.value), _error_pointer(error), None, self._names
+                    )
+                return 0  # no results: the frames are unwinding and ignore them
             except BaseException as e:  # noqa: BLE001 - must not unwind into C; re-raised after
                 self._host_error = e
                 return trap_address(f"async import {label}: {type(e).__name__}: {e}")
@@ -301,6 +375,7 @@ class AsyncifyBackend:
             return
         self._memory = memory
         self._memory_address = ctypes.addressof(memory._raw)
+        self._memory_words = (word(self._ctx_address), word(self._memory_address))
         self._allocate(memory)
 
     def _allocate(self, memory: Memory) -> None:
@@ -338,11 +413,11 @@ class AsyncifyBackend:
         self._write_header()
 
     def _malloc(self, size: int) -> int:
-        call = _ExportCall(*self._funcs["malloc"])
-        call.params.pack_into(call.argv, (size,))
+        call = self._new_call("malloc")
+        call.set_args((size,))
         self._host_error = None
-        self._invoke(self._ctx_address, call)
-        address = int(call.results.unpack(call.resv)[0]) & ((1 << (8 * self._word.size)) - 1)
+        self._invoke(call)
+        address = int(call.results.unpack(call.address)[0]) & ((1 << (8 * self._word.size)) - 1)
         if address == 0:
             raise WasyncError(
                 f"the module's malloc({size}) returned NULL for the Asyncify data buffer: "
@@ -381,17 +456,18 @@ class AsyncifyBackend:
         # memory never shrinks; only its base address may move when it grows.
         if not self._memory_address:
             raise WasyncError("the instance has no Asyncify data buffer (memory 0 not exported)")
-        return (_memory_data(self._ctx_address, self._memory_address) or 0) + self._data
+        return (_memory_data(*self._memory_words) or 0) + self._data
 
     def _read_header(self) -> tuple[int, int]:
         """The header's (position, end)."""
-        position, end = self._pair.unpack(ctypes.string_at(self._header_address(), self._header))
+        position, end = self._pair.unpack_from(RAW, self._header_address())
         return position, end
 
     def _write_header(self) -> None:
         """Empty the buffer: position = start."""
         if self._memory_address:  # else there is no buffer: nothing suspends
-            ctypes.memmove(self._header_address(), self._fresh_header, self._header)
+            address = self._header_address()
+            RAW[address : address + self._header] = self._fresh_header
 
     def _overflow(self, needed: int, *, exact: bool) -> AsyncifyStackOverflow:
         available = self._end - self._start
@@ -408,41 +484,63 @@ class AsyncifyBackend:
     # -- calling wasm -----------------------------------------------------------
 
     def _prepare_abi(self) -> None:
-        """Argument and result arrays for the Asyncify exports (their only
-        argument is the data buffer's address, which never changes)."""
+        """Arrays and ready-made call arguments for the Asyncify exports (their
+        only argument is the data buffer's address, which never changes; none
+        has both an argument and a result, so the array is never overwritten)."""
         for name in ASYNCIFY_EXPORTS:
             func, params, results = self._funcs[name]
-            argv = (ffi.wasmtime_val_t * 1)()
-            resv = (ffi.wasmtime_val_t * 1)()
+            array = (ffi.wasmtime_val_raw_t * 1)()
+            address = ctypes.addressof(array)
             if params:
-                Marshal(params).pack_into(ctypes.addressof(argv), (self._data,))
-            self._abi_arrays += [func, argv, resv]
-            self._abi[name] = (
-                ctypes.addressof(func),
-                ctypes.addressof(argv),
-                len(params),
-                ctypes.addressof(resv),
-                len(results),
-            )
+                data = RawMarshal(params).pack((self._data,))
+                RAW[address : address + len(data)] = data
+            self._abi_arrays += [func, array]
+            words = (
+                word(self._ctx_address), word(ctypes.addressof(func)), word(address),
+                word(max(len(params), len(results))), word(self._trap_slot_address),
+            )  # fmt: skip
+            self._abi[name] = (words, address if results else 0)
+        self._start_unwind = self._abi["asyncify_start_unwind"][0]
+        self._start_rewind = self._abi["asyncify_start_rewind"][0]
+        self._stop_rewind = self._abi["asyncify_stop_rewind"][0]
 
-    def _call_abi(self, ctx: int, name: str) -> int:
+    def _call_abi(self, name: str) -> int:
         """Call one of the Asyncify exports; returns its i32 result (0 if none).
         A trap raises :class:`~wasync.Trap`."""
-        func, argv, n, resv, m = self._abi[name]
+        words, result = self._abi[name]
         slot = self._trap_slot
         slot.value = None
-        error = _func_call(ctx, func, argv, n, resv, m, self._trap_slot_address)
+        error = _call_abi_unchecked(*words)
         if error or slot.value:
             raise_call_failure(_trap_pointer(slot.value), _error_pointer(error), None, self._names)
-        return int(self._abi_result.unpack(resv)[0]) if m else 0
+        return int(_I32.unpack_from(RAW, result)[0]) if result else 0
 
-    def _invoke(self, ctx: int, call: _ExportCall) -> None:
-        """Call an export once; a trap or error raises (see raise_call_failure)."""
+    def _new_call(self, name: str) -> _ExportCall:
+        return _ExportCall(*self._funcs[name], self._ctx_address, self._trap_slot_address)
+
+    def _invoke(self, call: _ExportCall) -> None:
+        """Call an export once with its arguments; a trap or error raises (see
+        raise_call_failure)."""
         slot = self._trap_slot
         slot.value = None
-        error = _func_call(
-            ctx, call.func, call.argv, call.n, call.resv, call.m, self._trap_slot_address
-        )
+        args = call.args
+        if args:
+            address = call.address
+            RAW[address : address + len(args)] = args
+        error = _call_unchecked(*call.words)
+        if error or slot.value:
+            self._invoke_failed(error)
+
+    def _begin(self) -> None:
+        """The protocol state at the start of an export call."""
+        self._host_error = None
+        self._pending = None
+        self._rewinding = False
+        self._driving = True
+
+    def _invoke_failed(self, error: int | None) -> None:
+        """Raise what a failed export call left (the error, or the trap in the slot)."""
+        slot = self._trap_slot
         if error or slot.value:
             raise_call_failure(
                 _trap_pointer(slot.value), _error_pointer(error), self._take_host_error(),
@@ -456,11 +554,11 @@ class AsyncifyBackend:
             return
         try:
             self._write_header()  # first: stop_* traps if position > end
-            state = self._call_abi(self._ctx_address, "asyncify_get_state")
+            state = self._call_abi("asyncify_get_state")
             if state == _UNWINDING:
-                self._call_abi(self._ctx_address, "asyncify_stop_unwind")
+                self._call_abi("asyncify_stop_unwind")
             elif state == _REWINDING:
-                self._call_abi(self._ctx_address, "asyncify_stop_rewind")
+                self._call_abi("asyncify_stop_rewind")
             self._write_header()
         except WasyncError:
             pass  # the memory is gone or the module is broken: the next call will say so
@@ -475,7 +573,7 @@ class AsyncifyBackend:
                 raise WasyncError(f"export {name!r} cannot be called (reference-typed signature)")
             if name in _PROTOCOL_EXPORTS:
                 raise WasyncError(f"export {name!r} belongs to the Asyncify protocol")
-            call = self._calls[name] = _ExportCall(*found)
+            call = self._calls[name] = self._new_call(name)
         return call
 
     async def call(self, name: str, args: tuple[object, ...]) -> object:
@@ -483,36 +581,54 @@ class AsyncifyBackend:
         call = self._export_call(name)
         if self._driving:
             raise WasyncError(f"call to {name!r} while another call runs on this instance")
-        ctx = self._ctx_address
-        call.params.pack_into(call.argv, args)
+        call.set_args(args)
         self._write_header()
-        self._host_error = None
-        self._pending = None
-        self._rewinding = False
-        self._driving = True
+        self._begin()
         clean = False
+        # The loop runs once per suspension: _invoke, _read_header and _call_hot
+        # are inlined (a Python call costs about 0.1 us here).
+        slot = self._trap_slot
+        words = call.words
+        address = call.address
+        packed = call.args
+        size = len(packed)
+        data = self._data
+        memory_words = self._memory_words
+        start_rewind = self._start_rewind
         try:
             while True:
-                try:
-                    self._invoke(ctx, call)
-                except Trap as t:
-                    overflow = self._overflow_trap(t)
-                    if overflow is None:
-                        raise
-                    raise overflow from t
-                pending, rewinding = self._progress()
+                slot.value = None
+                if size:
+                    RAW[address : address + size] = packed
+                error = _call_unchecked(*words)
+                if error or slot.value:
+                    try:
+                        self._invoke_failed(error)
+                    except Trap as t:
+                        overflow = self._overflow_trap(t)
+                        if overflow is None:
+                            raise
+                        raise overflow from t
+                pending = self._pending
+                rewinding = self._rewinding
                 if pending is None and not rewinding:
                     # Nothing suspended (the import callbacks keep count): state normal.
                     clean = True
                     return call.value()
                 if pending is None or rewinding:
-                    state = self._call_abi(ctx, "asyncify_get_state")
+                    state = self._call_abi("asyncify_get_state")
                     raise self._protocol_failure(name, state, pending)
                 # The import started the unwind and only the runtime stops one, so the
                 # state is "unwinding" here; an import the transform did not list (so
                 # that nothing unwound) is caught just below: no frame was saved.
                 # The stack is unwound: check the buffer held it, then run the coroutine.
-                position, end = self._read_header()
+                if not memory_words:
+                    raise WasyncError(
+                        "the instance has no Asyncify data buffer (memory 0 not exported)"
+                    )
+                position, end = self._pair.unpack_from(
+                    RAW, (_memory_data(*memory_words) or 0) + data
+                )
                 if position > end:
                     raise self._overflow(position - self._start, exact=True)
                 if position == self._start:
@@ -523,36 +639,45 @@ class AsyncifyBackend:
                         "not instrumented by Asyncify (list every async import in the "
                         "transform's asyncify-imports); rewinding would run it twice"
                     )
-                self._call_abi(ctx, "asyncify_stop_unwind")
+                self._unwound = True  # stop_unwind is left out, see __init__
                 hf = pending.host
                 try:
-                    if hf.wants_caller:
+                    if pending.awaitable is not None:
+                        awaitable, pending.awaitable = pending.awaitable, None
+                        value = await awaitable  # type: ignore[misc]
+                    elif hf.wants_caller:
                         value = await hf.fn(self._inst.caller, *pending.args)
                     else:
                         value = await hf.fn(*pending.args)
-                    pending.values = hf.convert_result(value)
+                    if len(hf.result_kinds) == 1:
+                        pending.values = (value,)
+                    else:
+                        pending.values = hf.convert_result(value)
                 except Exception as e:  # noqa: BLE001 - raised inside wasm at the import
                     pending.error = e
                 # Rewind: the import raises (as a trap) or returns inside wasm, so the
                 # caller sees the same result and backtrace as with the other strategies.
-                self._context()  # the instance may have been closed meanwhile
-                self._call_abi(ctx, "asyncify_start_rewind")
+                if self._store is None:  # closed meanwhile
+                    self._context()
+                self._unwound = False
+                slot.value = None
+                error = _call_abi_unchecked(*start_rewind)
+                if error or slot.value:
+                    raise_call_failure(
+                        _trap_pointer(slot.value), _error_pointer(error), None, self._names
+                    )
                 self._rewinding = True
         finally:
-            # Also on cancellation while awaiting: the state is normal by then
-            # (stop_unwind ran), the saved frames are simply dropped.
+            # Also on cancellation while awaiting: _recover stops the unwind, the
+            # saved frames are simply dropped.
             self._driving = False
+            self._unwound = False
             self._pending = None
             self._rewinding = False
             if clean:
                 self._write_header()
             else:
                 self._recover()
-
-    def _progress(self) -> tuple[_Pending | None, bool]:
-        """What the import callbacks left: the suspended call, and whether the
-        rewind is still under way (it ends when the import is reached)."""
-        return self._pending, self._rewinding
 
     def _overflow_trap(self, trap: Trap) -> AsyncifyStackOverflow | None:
         """A memory trap while our import was unwinding the stack is the buffer
@@ -561,7 +686,7 @@ class AsyncifyBackend:
             self._pending is not None
             and not self._rewinding
             and trap.code == "MEMORY_OUT_OF_BOUNDS"
-            and self._call_abi(self._ctx_address, "asyncify_get_state") == _UNWINDING
+            and self._call_abi("asyncify_get_state") == _UNWINDING
         ):
             position = self._read_header()[0]
             needed = max(position - self._start, self._end - self._start) + 1
@@ -604,11 +729,14 @@ class AsyncifyBackend:
         self._context()
         # Arrays of its own: the outer call's arguments are passed again on the rewind.
         self._export_call(name)  # checks the name
-        call = _ExportCall(*self._funcs[name])
+        call = self._new_call(name)
         if len(args) != call.n:
             raise TypeError(f"export {name!r} takes {call.n} arguments, got {len(args)}")
-        call.params.pack_into(call.argv, args)
-        self._invoke(self._ctx_address, call)
+        call.set_args(args)
+        if self._unwound:  # called while the outer call is suspended: see __init__
+            self._call_abi("asyncify_stop_unwind")
+            self._unwound = False
+        self._invoke(call)
         return call.value()
 
     # -- the Backend protocol, continued --------------------------------------

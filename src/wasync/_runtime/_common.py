@@ -15,9 +15,11 @@ from wasync._runtime._ffi import (
     ASYNC_CALLBACK,
     NULL_FINALIZER,
     SYNC_CALLBACK,
+    UNCHECKED_CALLBACK,
     Marshal,
     define_async_func,
     define_func,
+    define_func_unchecked,
     error_pointer,
     ffi,
     func_kinds,
@@ -37,6 +39,7 @@ __all__ = [
     "ExportCall",
     "ExportFunc",
     "HostErrorSink",
+    "close_awaitable",
     "define_import",
     "epoch_yield_and_update",
     "lookup_exports",
@@ -125,6 +128,13 @@ def lookup_exports(
     return funcs, memories
 
 
+def close_awaitable(awaitable: object) -> None:
+    """Close a coroutine that will never be awaited (no "never awaited" warning)."""
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
+
+
 _AWAITABLE_ERROR = (
     "is a plain function but returned an awaitable: "
     "make it `async def` or mark it with wasync.async_import"
@@ -151,9 +161,7 @@ def plain_import_callback(backend: HostErrorSink, hf: HostFunc, caller: object) 
                 results_m.write_one(results, value)
                 return 0
             if inspect.isawaitable(value):
-                close = getattr(value, "close", None)
-                if close is not None:
-                    close()
+                close_awaitable(value)
                 raise TypeError(f"import {label} {_AWAITABLE_ERROR}")
             results_m.pack_into(results, convert(value))
             return 0
@@ -165,12 +173,17 @@ def plain_import_callback(backend: HostErrorSink, hf: HostFunc, caller: object) 
 
 
 def define_import(linker: Any, hf: HostFunc, callback: Any) -> wasmtime.FuncType:
-    """Define `callback` (SYNC_CALLBACK or ASYNC_CALLBACK) for import `hf` in
-    `linker`; returns the FuncType, which must stay alive with the linker."""
+    """Define `callback` (SYNC_CALLBACK, UNCHECKED_CALLBACK or ASYNC_CALLBACK) for
+    import `hf` in `linker`; returns the FuncType, which must stay alive with the
+    linker."""
     ft = wasmtime_functype(hf.type)
     module = hf.module.encode()
     name = hf.name.encode()
-    define = define_async_func if isinstance(callback, ASYNC_CALLBACK) else define_func
+    define: Any = define_func
+    if isinstance(callback, ASYNC_CALLBACK):
+        define = define_async_func
+    elif isinstance(callback, UNCHECKED_CALLBACK):
+        define = define_func_unchecked
     err = define(
         linker.ptr(), module, len(module), name, len(name), ft.ptr(), callback, None,
         NULL_FINALIZER,

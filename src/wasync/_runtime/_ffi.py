@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import sys
 from typing import TYPE_CHECKING, Any
 
 import wasmtime
@@ -26,20 +27,27 @@ __all__ = [
     "FLAG_READER",
     "KIND_OF",
     "NULL_FINALIZER",
+    "RAW",
+    "RAW_VAL_SIZE",
     "SYNC_CALLBACK",
+    "UNCHECKED_CALLBACK",
     "VAL_SIZE",
     "Marshal",
+    "RawMarshal",
     "call_future_poll",
     "define_async_func",
     "define_func",
+    "define_func_unchecked",
     "error_pointer",
     "ffi",
     "func_kinds",
     "new_trap",
+    "raw_function",
     "store_pointer",
     "take_error",
     "take_trap",
     "trap_address",
+    "word",
 ]
 
 
@@ -123,6 +131,16 @@ def take_error(ptr: Any, names: dict[int, str] | None = None) -> WasyncError:
 # writing a whole signature with one struct call is several times faster than
 # going through ctypes structure objects field by field.
 
+# The process's address space as one writable byte buffer: ``RAW[address]``,
+# ``struct.unpack_from(RAW, address)`` and ``struct.pack_into(RAW, address, ...)``
+# read and write memory that C hands us (argument arrays, result slots, the
+# continuation) without a ctypes foreign call. ``ctypes.string_at`` and
+# ``ctypes.memmove`` cost about 0.4 us each (argument conversion and a GIL
+# release); these cost under 0.1 us. Only addresses that C gave us are used,
+# exactly as with ``string_at``/``memmove``.
+_ADDRESS_SPACE = (ctypes.c_char * sys.maxsize).from_address(0)
+RAW = memoryview(_ADDRESS_SPACE).cast("B")
+
 VAL_SIZE = ctypes.sizeof(ffi.wasmtime_val_t)
 _VAL_OFFSET = ffi.wasmtime_val_t.of.offset
 _CODES = {0: ("I", 4), 1: ("Q", 8), 2: ("f", 4), 3: ("d", 8), 4: ("16s", 16)}
@@ -141,26 +159,25 @@ def _int_only(v: object) -> object:
     return v
 
 
-def _one_writer(kind: int, pack_raw: Callable[..., bytes]) -> Callable[[int, object], None]:
+def _one_writer(kind: int, pack_to: Callable[..., None]) -> Callable[[int, object], None]:
     """A fast store of one numeric value: the hot path of every import call."""
-    memmove = ctypes.memmove
     name = _NAMES[kind]
+    raw = RAW
     if kind < 2:
         mask = _MASK32 if kind == 0 else _MASK64
 
         def write_int(address: int, value: object) -> None:
             if value.__class__ is not int and not isinstance(value, int):
                 raise TypeError(f"expected {name}, got {value!r}")
-            memmove(address, pack_raw(kind, value & mask), VAL_SIZE)
+            pack_to(raw, address, kind, value & mask)
 
         return write_int
 
     def write_float(address: int, value: object) -> None:
         try:
-            data = pack_raw(kind, value)
+            pack_to(raw, address, kind, value)
         except struct.error:
             raise TypeError(f"expected {name}, got {value!r}") from None
-        memmove(address, data, VAL_SIZE)
 
     return write_float
 
@@ -169,12 +186,12 @@ class Marshal:
     """Packs and unpacks the values of one signature to and from wasmtime_val_t arrays
     (integers come out signed; v128 as an unsigned 128-bit int)."""
 
-    __slots__ = ("kinds", "nbytes", "pack", "single", "unpack", "write_one")
+    __slots__ = ("int_write", "kinds", "nbytes", "pack", "read", "single", "unpack", "write_one")
 
     def __init__(self, kinds: tuple[int, ...]) -> None:
         self.kinds = kinds
         self.single = len(kinds) == 1  # write_one applies
-        self.nbytes = nbytes = VAL_SIZE * len(kinds)
+        self.nbytes = VAL_SIZE * len(kinds)
         read = "<"
         write = "<"
         for k in kinds:
@@ -184,24 +201,27 @@ class Marshal:
             write += f"B{_VAL_OFFSET - 1}x{code}{rest}x"
         reader = struct.Struct(read)
         writer = struct.Struct(write)
-        string_at = ctypes.string_at
-        unpack_raw = reader.unpack
+        raw = RAW
+        unpack_from = reader.unpack_from
         self.unpack: Callable[[int], tuple[Any, ...]]
+        # read(RAW, address): the same as unpack(address), one Python call less.
+        self.read: Callable[[Any, int], tuple[Any, ...]] = unpack_from
         self.pack: Callable[[Sequence[object]], bytes]
         if not kinds:
             self.unpack = lambda address: ()
         elif 4 not in kinds:
-            self.unpack = lambda address: unpack_raw(string_at(address, nbytes))
+            self.unpack = lambda address: unpack_from(raw, address)
         else:
 
             def unpack_v128(address: int) -> tuple[Any, ...]:
-                values = unpack_raw(string_at(address, nbytes))
+                values = unpack_from(raw, address)
                 return tuple(
                     int.from_bytes(v, "little") if k == 4 else v
                     for k, v in zip(kinds, values, strict=True)
                 )
 
             self.unpack = unpack_v128
+            self.read = lambda buffer, address: unpack_v128(address)
         pack_raw = writer.pack
         masks = {0: _MASK32, 1: _MASK64}
         if len(kinds) == 1 and kinds[0] < 2:
@@ -222,10 +242,16 @@ class Marshal:
                 return pack_raw(*items)
 
             self.pack = pack_any
+        # int_write = (pack_into, kind, mask) for a single i32 or i64 result, so
+        # that a hot path can store an int `value` without a Python call:
+        # ``pack_into(RAW, address, kind, value & mask)``.
+        self.int_write: tuple[Callable[..., None], int, int] | None = None
+        if len(kinds) == 1 and kinds[0] < 2:
+            self.int_write = (writer.pack_into, kinds[0], masks[kinds[0]])
         # write_one(address, value): store the only value of a one-value signature.
         self.write_one: Callable[[int, object], None]
         if len(kinds) == 1 and kinds[0] != 4:
-            self.write_one = _one_writer(kinds[0], pack_raw)
+            self.write_one = _one_writer(kinds[0], writer.pack_into)
         else:
             self.write_one = lambda address, value: self.pack_into(address, (value,))
 
@@ -238,7 +264,73 @@ class Marshal:
         except (struct.error, TypeError, ValueError):
             want = ", ".join(_NAMES[k] for k in self.kinds)
             raise TypeError(f"expected ({want}), got {tuple(values)!r}") from None
-        ctypes.memmove(address, data, len(data))
+        RAW[address : address + len(data)] = data
+
+
+RAW_VAL_SIZE = ctypes.sizeof(ffi.wasmtime_val_raw_t)
+
+
+class RawMarshal:
+    """One signature's values in a ``wasmtime_val_raw_t`` array, as
+    ``wasmtime_func_call_unchecked`` takes its arguments and returns its results:
+    16 bytes per value, little-endian, no kind tag (the signature is known)."""
+
+    __slots__ = ("int_write", "kinds", "read", "reader", "slots", "writer")
+
+    def __init__(self, kinds: tuple[int, ...]) -> None:
+        self.kinds = kinds
+        self.slots = len(kinds)
+        read = "<"
+        write = "<"
+        for k in kinds:
+            code, size = _CODES[k]
+            pad = f"{RAW_VAL_SIZE - size}x" if size < RAW_VAL_SIZE else ""
+            read += (code.lower() if k < 2 else code) + pad
+            write += code + pad
+        self.reader = struct.Struct(read)
+        self.writer = struct.Struct(write)
+        # read(RAW, address): the same as unpack(address), one Python call less.
+        self.read: Callable[[Any, int], tuple[Any, ...]] = self.reader.unpack_from
+        if 4 in kinds:
+            self.read = lambda buffer, address: self.unpack(address)
+        # int_write = (pack_into, mask) for a single i32 or i64, so that a hot path
+        # can store an int `value` without a Python call:
+        # ``pack_into(RAW, address, value & mask)``.
+        self.int_write: tuple[Callable[..., None], int] | None = None
+        if len(kinds) == 1 and kinds[0] < 2:
+            self.int_write = (self.writer.pack_into, _MASK32 if kinds[0] == 0 else _MASK64)
+
+    def pack(self, values: Sequence[object]) -> bytes:
+        """The array's bytes for `values` (TypeError naming the expected types)."""
+        try:
+            if len(values) != len(self.kinds):
+                raise TypeError
+            items = [
+                _int_only(v) & (_MASK32 if k == 0 else _MASK64)  # type: ignore[operator]
+                if k < 2
+                else _to_v128(v)
+                if k == 4
+                else v
+                for k, v in zip(self.kinds, values, strict=True)
+            ]
+            return self.writer.pack(*items)
+        except (struct.error, TypeError, ValueError):
+            want = ", ".join(_NAMES[k] for k in self.kinds)
+            raise TypeError(f"expected ({want}), got {tuple(values)!r}") from None
+
+    def unpack(self, address: int) -> tuple[Any, ...]:
+        values = self.reader.unpack_from(RAW, address)
+        if 4 in self.kinds:
+            return tuple(
+                int.from_bytes(v, "little") if k == 4 else v
+                for k, v in zip(self.kinds, values, strict=True)
+            )
+        return values
+
+    def pack_into(self, address: int, values: Sequence[object]) -> None:
+        """Store `values` at `address` (TypeError naming the expected types)."""
+        data = self.pack(values)
+        RAW[address : address + len(data)] = data
 
 
 # -- raw prototypes -------------------------------------------------------------
@@ -249,6 +341,10 @@ _vp = ctypes.c_void_p
 _sz = ctypes.c_size_t
 FINALIZER = ctypes.CFUNCTYPE(None, _vp)
 SYNC_CALLBACK = ctypes.CFUNCTYPE(_sz, _vp, _vp, _vp, _sz, _vp, _sz)
+# wasm_trap_t *(*)(void *env, wasmtime_caller_t *, wasmtime_val_raw_t *args_and_results,
+# size_t len): the arguments are read from, and the results written to, one raw
+# array (RawMarshal); wasmtime converts and checks nothing.
+UNCHECKED_CALLBACK = ctypes.CFUNCTYPE(_sz, _vp, _vp, _vp, _sz)
 ASYNC_CALLBACK = ctypes.CFUNCTYPE(None, _vp, _vp, _vp, _sz, _vp, _sz, _vp, _vp)
 CONTINUATION = ctypes.CFUNCTYPE(ctypes.c_bool, _vp)
 NULL_FINALIZER = FINALIZER()
@@ -256,10 +352,42 @@ _DEFINE_ARGS = (_vp, ctypes.c_char_p, _sz, ctypes.c_char_p, _sz, _vp)
 define_func = ctypes.CFUNCTYPE(_vp, *_DEFINE_ARGS, SYNC_CALLBACK, _vp, FINALIZER)(
     ("wasmtime_linker_define_func", ffi.dll)
 )
+define_func_unchecked = ctypes.CFUNCTYPE(_vp, *_DEFINE_ARGS, UNCHECKED_CALLBACK, _vp, FINALIZER)(
+    ("wasmtime_linker_define_func_unchecked", ffi.dll)
+)
 define_async_func = ctypes.CFUNCTYPE(_vp, *_DEFINE_ARGS, ASYNC_CALLBACK, _vp, FINALIZER)(
     ("wasmtime_linker_define_async_func", ffi.dll)
 )
-call_future_poll = ctypes.CFUNCTYPE(ctypes.c_bool, _vp)(("wasmtime_call_future_poll", ffi.dll))
+
+
+def word(value: int) -> Any:
+    """`value` (an address or a size) as a ready-made argument for a
+    :func:`raw_function`: a pointer-sized C argument built once, not per call.
+
+    ctypes converts each argument of a declared prototype through a Python-level
+    ``from_param`` call and a new object (about 0.1 us per argument here); an
+    argument that is already a ctypes "CArg" object is passed as it is. ``byref``
+    of an object at address 0 with offset `value` is such an object carrying the
+    pointer value `value` (pointers and ``size_t`` travel in the same registers
+    on every 64-bit C ABI)."""
+    if value < 0:
+        raise ValueError(f"not an address or size: {value}")
+    return ctypes.byref(_ADDRESS_SPACE, value)
+
+
+def raw_function(name: str, restype: Any, *, release_gil: bool = True) -> Any:
+    """wasmtime's C function `name`, with no declared argument types: call it with
+    :func:`word` arguments only (a plain int would be passed as a C ``int``).
+
+    ``release_gil=False`` keeps the GIL during the call (saving a release and
+    re-acquisition, ~0.1 us): only for calls that are short and never block, and
+    if they call back into Python, the callback runs on this thread."""
+    prototype = ctypes.CFUNCTYPE if release_gil else ctypes.PYFUNCTYPE
+    return prototype(restype)((name, ffi.dll))
+
+
+# bool wasmtime_call_future_poll(wasmtime_call_future_t *): call with a word().
+call_future_poll = raw_function("wasmtime_call_future_poll", ctypes.c_bool)
 
 
 def error_pointer(address: int) -> Any:

@@ -13,6 +13,7 @@ callables are ordinary synchronous host functions, with no suspension cost.
 from __future__ import annotations
 
 import ctypes
+import inspect
 import struct
 import threading
 import weakref
@@ -24,6 +25,7 @@ from wasync._errors import WasyncError
 from wasync._runtime import _aio
 from wasync._runtime._common import (
     ExportCall,
+    close_awaitable,
     define_import,
     epoch_yield_and_update,
     lookup_exports,
@@ -34,15 +36,19 @@ from wasync._runtime._ffi import (
     ASYNC_CALLBACK,
     CONTINUATION,
     FLAG_READER,
+    RAW,
     Marshal,
     call_future_poll,
     ffi,
     store_pointer,
     trap_address,
+    word,
 )
 from wasync._runtime._module import engine_for
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from wasync._runtime._host import HostFunc
     from wasync._runtime._instance import Instance, Memory
 
@@ -132,28 +138,71 @@ class FiberBackend:
     # -- host functions -------------------------------------------------------
 
     def _define(self, hf: HostFunc, inst: Instance) -> None:
-        if hf.is_async:
+        if hf.maybe_async:
+            cb = ASYNC_CALLBACK(self._maybe_callback(hf))
+        elif hf.is_async:
             cb = ASYNC_CALLBACK(self._async_callback(hf))
         else:
             cb = plain_import_callback(self, hf, inst.caller)
         self._keep += [cb, define_import(self._linker, hf, cb)]
 
     def _async_callback(self, hf: HostFunc) -> Any:
-        params = Marshal(hf.param_kinds)
+        read = Marshal(hf.param_kinds).read
         results = Marshal(hf.result_kinds)
         continuation = self._continuation_bytes
         size = len(continuation)
         flag = self._flag
-        memmove = ctypes.memmove
+        raw = RAW
 
         def callback(
             env: int, caller: int, args: int, nargs: int, res: int, nres: int, trap: int, cont: int
         ) -> None:
             # Runs on the wasm fiber: record the call and hand wasmtime our
             # continuation; the driver does the rest.
-            self._pending = (hf, params.unpack(args), results, res, trap)
+            self._pending = (hf, read(raw, args), results, res, trap)
             flag[0] = 0
-            memmove(cont, continuation, size)
+            raw[cont : cont + size] = continuation
+
+        return callback
+
+    def _maybe_callback(self, hf: HostFunc) -> Any:
+        """A "maybe async" import: called at once, on the wasm fiber; a plain
+        result is written and the continuation reports done on its first poll
+        (the fiber never suspends); an awaitable is left for the driver."""
+        params = Marshal(hf.param_kinds)
+        results = Marshal(hf.result_kinds)
+        continuation = self._continuation_bytes
+        size = len(continuation)
+        flag = self._flag
+        raw = RAW
+        fn = hf.fn
+        wants_caller = hf.wants_caller
+        single = len(hf.result_kinds) == 1
+        convert = hf.convert_result
+        inst = self._inst
+
+        def callback(
+            env: int, caller: int, args: int, nargs: int, res: int, nres: int, trap: int, cont: int
+        ) -> None:
+            try:
+                values = params.unpack(args)
+                value = fn(inst.caller, *values) if wants_caller else fn(*values)
+                if single and value.__class__ in (int, float):
+                    results.write_one(res, value)
+                    flag[0] = 1
+                elif inspect.isawaitable(value):
+                    self._pending = (hf, (value,), results, res, trap)
+                    flag[0] = 0
+                else:
+                    results.pack_into(res, convert(value))
+                    flag[0] = 1
+            except BaseException as e:  # noqa: BLE001 - must not unwind into C; re-raised after
+                self._host_error = e
+                store_pointer(
+                    trap, trap_address(f"import {hf.label} raised {type(e).__name__}: {e}")
+                )
+                flag[0] = 1
+            raw[cont : cont + size] = continuation
 
         return callback
 
@@ -162,33 +211,46 @@ class FiberBackend:
 
     # -- driving a call future ------------------------------------------------
 
-    async def _drive(self, fut: Any) -> None:
+    async def _drive(
+        self, fut: Any, trap: Any, error: Any, entry: ExportCall | None = None
+    ) -> object:
         """Poll `fut` to completion, running each async import the wasm code makes
         (the only await points are the imports' own awaitables, and a checkpoint
-        when the CPU guard makes the wasm code yield)."""
+        when the CPU guard makes the wasm code yield); then raise what the call
+        left in `trap`/`error`, or return the results of export call `entry`.
+
+        One coroutine for the whole call (`call` returns it without a frame of
+        its own): every suspension passes through each coroutine frame twice."""
         poll = call_future_poll
+        future = word(ctypes.cast(fut, ctypes.c_void_p).value or 0)
         flag = self._flag
+        raw = RAW
         try:
-            while not poll(fut):
+            while not poll(future):
                 pending = self._pending
                 if pending is None:
                     await _aio.checkpoint()  # the CPU guard: let the loop run
                     continue
                 self._pending = None
-                hf, args, out, results, trap = pending
+                hf, args, out, results, trap_slot = pending
                 try:
-                    if hf.wants_caller:
+                    if hf.maybe_async:
+                        value = await args[0]  # the awaitable the import returned
+                    elif hf.wants_caller:
                         value = await hf.fn(self._inst.caller, *args)
                     else:
                         value = await hf.fn(*args)
-                    if out.single and value.__class__ in (int, float):
+                    int_write = out.int_write
+                    if int_write is not None and value.__class__ is int:
+                        int_write[0](raw, results, int_write[1], value & int_write[2])
+                    elif out.single and value.__class__ in (int, float):
                         out.write_one(results, value)
                     else:
                         out.pack_into(results, hf.convert_result(value))
                 except Exception as e:  # noqa: BLE001 - delivered to the caller after the trap
                     self._host_error = e
                     store_pointer(
-                        trap,
+                        trap_slot,
                         trap_address(f"async import {hf.label} raised {type(e).__name__}: {e}"),
                     )
                 flag[0] = 1
@@ -196,7 +258,16 @@ class FiberBackend:
             # Also on cancellation: deleting an unfinished future drops the fiber
             # and cancels the wasm call cleanly.
             ffi.wasmtime_call_future_delete(fut)
-            self._pending = None
+            pending, self._pending = self._pending, None
+            if pending is not None and pending[0].maybe_async:
+                close_awaitable(pending[1][0])
+        raise_call_failure(trap, error, self._take_host_error(), self._names)
+        if entry is None:
+            return None
+        values = entry.results.unpack(ctypes.addressof(entry.resv))
+        if entry.m == 1:
+            return values[0]
+        return values if entry.m else None
 
     async def _instantiate(self) -> None:
         assert self._store is not None
@@ -209,8 +280,7 @@ class FiberBackend:
             self._linker.ptr(), self._ctx, wmod.ptr(), ctypes.byref(raw),
             ctypes.byref(trap), ctypes.byref(error),
         )  # fmt: skip
-        await self._drive(fut)
-        raise_call_failure(trap, error, self._take_host_error(), self._names)
+        await self._drive(fut, trap, error)
         self._raw_instance = raw
         self._funcs, self._memories = lookup_exports(self._ctx, raw, self._module, self._context)
 
@@ -223,7 +293,7 @@ class FiberBackend:
             raise WasyncError("the instance is closed")
         return self._ctx
 
-    async def call(self, name: str, args: tuple[object, ...]) -> object:
+    def call(self, name: str, args: tuple[object, ...]) -> Coroutine[Any, Any, object]:
         entry = self._calls.get(name)
         if entry is None:
             found = self._funcs.get(name)
@@ -239,12 +309,7 @@ class FiberBackend:
             ctx, ctypes.byref(entry.func), entry.argv, entry.n, entry.resv, entry.m,
             ctypes.byref(trap), ctypes.byref(error),
         )  # fmt: skip
-        await self._drive(fut)
-        raise_call_failure(trap, error, self._take_host_error(), self._names)
-        values = entry.results.unpack(ctypes.addressof(entry.resv))
-        if entry.m == 1:
-            return values[0]
-        return values if entry.m else None
+        return self._drive(fut, trap, error, entry)
 
     def memory(self, name: str) -> Memory | None:
         return self._memories.get(name)

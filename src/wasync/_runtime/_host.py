@@ -14,11 +14,12 @@ from wasync._runtime._ffi import func_kinds
 if TYPE_CHECKING:
     from wasync._runtime._module import Module
 
-__all__ = ["HostFunc", "async_import", "resolve_imports", "with_caller"]
+__all__ = ["HostFunc", "async_import", "maybe_async", "resolve_imports", "with_caller"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _CALLER_FLAG = "__wasync_caller__"
 _ASYNC_FLAG = "__wasync_async__"
+_MAYBE_FLAG = "__wasync_maybe_async__"
 
 
 def with_caller(fn: _F) -> _F:
@@ -32,6 +33,19 @@ def async_import(fn: _F) -> _F:
     """Mark a plain callable that returns an awaitable as an async import
     (``async def`` functions are recognised without it)."""
     setattr(fn, _ASYNC_FLAG, True)
+    return fn
+
+
+def maybe_async(fn: _F) -> _F:
+    """Mark a plain callable that returns *either* its result (no suspension, at
+    the cost of a plain import) *or* an awaitable (the wasm code is suspended
+    until it completes, as for an ``async def`` import).
+
+    For imports that usually have their answer at hand and only sometimes wait,
+    such as a read served from a buffer unless the buffer is empty. The callable
+    itself runs where plain imports run (on the worker thread under the "thread"
+    strategy); only the awaitable runs on the event loop."""
+    setattr(fn, _MAYBE_FLAG, True)
     return fn
 
 
@@ -52,10 +66,11 @@ class HostFunc:
     name: str
     type: FuncType
     fn: Callable[..., Any]
-    is_async: bool
+    is_async: bool  # always returns an awaitable: every call suspends
     wants_caller: bool
     param_kinds: tuple[int, ...]
     result_kinds: tuple[int, ...]
+    maybe_async: bool = False  # returns a value (no suspension) or an awaitable
 
     @property
     def label(self) -> str:
@@ -123,6 +138,7 @@ def resolve_imports(
         if not callable(fn):
             raise LinkError(f"not callable: {fn!r}", module=imp.module, name=imp.name)
         wants_caller = bool(getattr(fn, _CALLER_FLAG, False))
+        maybe = bool(getattr(fn, _MAYBE_FLAG, False))
         _check_arity(fn, len(imp.type.params) + wants_caller, imp.module, imp.name, imp.type)
         try:
             params = func_kinds(imp.type.params, f"import {imp.module}.{imp.name}")
@@ -131,7 +147,15 @@ def resolve_imports(
             raise LinkError(str(e)) from None
         out.append(
             HostFunc(
-                imp.module, imp.name, imp.type, fn, _is_async(fn), wants_caller, params, results
+                imp.module,
+                imp.name,
+                imp.type,
+                fn,
+                not maybe and _is_async(fn),
+                wants_caller,
+                params,
+                results,
+                maybe,
             )
         )
     # Entries the module does not import are fine: one mapping may serve many modules.

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import inspect
 import itertools
 import queue
 import threading
@@ -63,6 +64,7 @@ from wasync._runtime import _aio
 from wasync._runtime._common import (
     ExportCall,
     ExportFunc,
+    close_awaitable,
     define_import,
     lookup_exports,
     plain_import_callback,
@@ -99,11 +101,21 @@ class _Abort:
 class _Request:
     """An async import call made on the worker, blocked until answered."""
 
-    __slots__ = ("answered", "args", "error", "host", "out", "ready", "results", "taken")
+    __slots__ = (
+        "answered", "args", "awaitable", "error", "host", "out", "ready", "results", "taken",
+    )  # fmt: skip
 
-    def __init__(self, host: HostFunc, args: tuple[Any, ...], out: Marshal, results: int) -> None:
+    def __init__(
+        self,
+        host: HostFunc,
+        args: tuple[Any, ...],
+        out: Marshal,
+        results: int,
+        awaitable: object = None,
+    ) -> None:
         self.host = host
         self.args = args
+        self.awaitable = awaitable  # what a "maybe async" import returned
         self.out = out
         self.results = results  # address of wasmtime's result array (valid while blocked)
         self.taken = False  # the loop side has started the coroutine
@@ -243,30 +255,45 @@ class _Worker:
             if (hf.module, hf.name) in defined:
                 continue  # imported twice: one definition serves both
             defined.add((hf.module, hf.name))
-            if hf.is_async:
-                cb = SYNC_CALLBACK(self._async_callback(hf))
+            if hf.is_async or hf.maybe_async:
+                cb = SYNC_CALLBACK(self._async_callback(hf, inst.caller))
             else:
                 cb = plain_import_callback(self, hf, inst.caller)
             self.keep += [cb, define_import(self.linker, hf, cb)]
 
-    def _async_callback(self, hf: HostFunc) -> Any:
+    def _async_callback(self, hf: HostFunc, inst_caller: object) -> Any:
         params = Marshal(hf.param_kinds)
         out = Marshal(hf.result_kinds)
         label = hf.label
+        maybe = hf.maybe_async
+        fn = hf.fn
 
         def callback(env: int, caller: int, args: int, nargs: int, res: int, nres: int) -> int:
             # Runs on the worker, inside wasm: hand the call to the loop and block.
             try:
                 job = self.current
                 assert job is not None
-                req = _Request(hf, params.unpack(args), out, res)
+                values = params.unpack(args)
+                awaitable: object = None
+                if maybe:
+                    # A "maybe async" import runs here, like a plain one; only an
+                    # awaitable goes to the loop.
+                    value = fn(inst_caller, *values) if hf.wants_caller else fn(*values)
+                    if not inspect.isawaitable(value):
+                        out.pack_into(res, hf.convert_result(value))
+                        return 0
+                    awaitable = value
+                req = _Request(hf, values, out, res, awaitable)
                 job.post(req)
                 req.ready.acquire()
                 with job.lock:
                     job.blocked = None
+                    taken = req.taken
                 error = req.error
                 if error is None:
                     return 0
+                if awaitable is not None and not taken:
+                    close_awaitable(awaitable)  # abandoned before the loop started it
                 if isinstance(error, _Abort):
                     return trap_address(f"async import {label} did not complete: {error.reason}")
                 self._host_error = error
@@ -448,7 +475,10 @@ class ThreadBackend:
         """Run one async import on the loop; hand its outcome to the worker."""
         hf = req.host
         try:
-            if hf.wants_caller:
+            if req.awaitable is not None:
+                awaitable, req.awaitable = req.awaitable, None
+                value = await awaitable  # type: ignore[misc]
+            elif hf.wants_caller:
                 value = await hf.fn(self._inst.caller, *req.args)
             else:
                 value = await hf.fn(*req.args)
