@@ -83,3 +83,65 @@ def test_console_entry_point_and_demo() -> None:
     for strategy in ("fiber", "thread", "asyncify"):
         line = next(x for x in proc.stdout.splitlines() if x.strip().startswith(strategy))
         assert "results all 28" in line
+
+
+@pytest.fixture(scope="module")
+def cli_echo() -> bytes:
+    from tests.support.corpus import compile_c  # noqa: PLC0415
+
+    return compile_c(Path(__file__).parent / "data" / "wasi_cli" / "cli_echo.c")
+
+
+@pytest.mark.parametrize("how", [[], ["--strategy", "thread"], ["--asyncify"]])
+def test_run_wasi_program(cli_echo: bytes, tmp_path: Path, how: list[str]) -> None:
+    """`wasync run`: arguments, --env, stdin, --dir HOST::GUEST, stderr and the
+    exit status reach the program and come back, on each strategy."""
+    prog = tmp_path / "echo.wasm"
+    prog.write_bytes(cli_echo)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "in.txt").write_text("hello, wasi")
+    cache = tmp_path / "cache"
+    proc = subprocess.run(
+        [sys.executable, "-m", "wasync.cli", "run", *how, "--dir", f"{work}::/work",
+         "--env", "GREETING=hi there", str(prog), "one", "two words", "7"],
+        input=b"a line of input\n",
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env={"WASYNC_CACHE_DIR": str(cache), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert proc.returncode == 7, proc.stderr.decode()
+    assert proc.stdout.decode().splitlines() == [
+        "arg[1]=one",
+        "arg[2]=two words",
+        "arg[3]=7",
+        "GREETING=hi there",
+        "stdin: a line of input",
+        "escape: refused",
+    ]
+    assert proc.stderr.decode() == "copied 11 bytes\n"
+    assert (work / "out.txt").read_text() == "HELLO, WASI"
+    if how == ["--asyncify"]:
+        assert len(list((cache / "asyncify").glob("*.wasm"))) == 1  # cached for the next run
+
+
+def test_run_reports_bad_options_and_traps(tmp_path: Path) -> None:
+    trapping = tmp_path / "trap.wasm"
+    trapping.write_bytes(
+        wat('(module (memory (export "memory") 1) (func (export "_start") unreachable))')
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "wasync.cli", "run", str(trapping)],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 134
+    assert "trapped" in proc.stderr.decode()
+    assert "Traceback" not in proc.stderr.decode()
+    with pytest.raises(SystemExit, match="not a directory"):
+        main(["run", "--dir", str(tmp_path / "missing"), str(trapping)])
+    with pytest.raises(SystemExit, match=r"HOST\[::GUEST\]"):
+        main(["run", "--dir", "x::", str(trapping)])
+    no_start = tmp_path / "lib.wasm"
+    no_start.write_bytes(wat('(module (memory (export "memory") 1))'))
+    assert main(["run", str(no_start)]) == 1  # a clean "no _start" error

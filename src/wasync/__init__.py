@@ -78,7 +78,7 @@ from wasync._ir.instr import (
     encode_instrs,
 )
 from wasync._ir.stack import BOT, ModuleTypes, StackTyping, type_body, type_function
-from wasync._runtime._host import async_import, with_caller
+from wasync._runtime._host import async_import, maybe_async, with_caller
 from wasync._runtime._instance import (
     Caller,
     Exports,
@@ -89,6 +89,12 @@ from wasync._runtime._instance import (
     instantiate,
 )
 from wasync._runtime._module import ExportInfo, ImportInfo, Module
+from wasync._wasi._abi import Errno as WasiErrno
+from wasync._wasi._abi import Filetype as WasiFiletype
+from wasync._wasi._core import ProcExit, Wasi
+from wasync._wasi._fs import DirEntry, File, FileStat, FileSystem, FsError, OpenMode
+from wasync._wasi._hostfs import HostDir
+from wasync._wasi._memfs import MemoryFS
 
 __version__ = "0.1.0"
 
@@ -109,17 +115,23 @@ __all__ = [
     "CustomSection",
     "Data",
     "DecodeError",
+    "DirEntry",
     "Element",
     "Export",
     "ExportInfo",
     "Exports",
     "ExternKind",
     "FieldType",
+    "File",
+    "FileStat",
+    "FileSystem",
+    "FsError",
     "FuncBody",
     "FuncType",
     "Global",
     "GlobalType",
     "HeapType",
+    "HostDir",
     "Imm",
     "Import",
     "ImportInfo",
@@ -131,12 +143,15 @@ __all__ = [
     "MemArg",
     "Memory",
     "MemoryAccessError",
+    "MemoryFS",
     "Module",
     "ModuleSummary",
     "ModuleTypes",
     "NumType",
     "Op",
+    "OpenMode",
     "PackedType",
+    "ProcExit",
     "RecGroup",
     "ReentrancyError",
     "RefType",
@@ -152,6 +167,9 @@ __all__ = [
     "Trap",
     "ValType",
     "ValidationError",
+    "Wasi",
+    "WasiErrno",
+    "WasiFiletype",
     "WasyncError",
     "__version__",
     "async_import",
@@ -165,6 +183,7 @@ __all__ = [
     "encode_module",
     "features_used",
     "instantiate",
+    "maybe_async",
     "op_by_code",
     "ops_named",
     "summarize",

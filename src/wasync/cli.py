@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import socket
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wasync._errors import WasyncError
 from wasync._inspect import ModuleSummary, summarize
@@ -108,6 +111,112 @@ def _cmd_asyncify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dir_spec(spec: str) -> tuple[str, str]:
+    """``HOST[::GUEST]`` (wasmtime's spelling); the guest path defaults to HOST."""
+    host, sep, guest = spec.partition("::")
+    if not host or (sep and not guest):
+        raise SystemExit(f"wasync: --dir expects HOST[::GUEST], got {spec!r}")
+    return host, guest if sep else host
+
+
+def _env_spec(spec: str) -> tuple[str, str]:
+    """``NAME=VALUE``, or ``NAME`` to pass this process's value on."""
+    name, sep, value = spec.partition("=")
+    if not name:
+        raise SystemExit(f"wasync: --env expects NAME=VALUE or NAME, got {spec!r}")
+    if not sep:
+        if name not in os.environ:
+            raise SystemExit(f"wasync: --env {name}: not set in this environment")
+        value = os.environ[name]
+    return name, value
+
+
+def _listen_spec(spec: str) -> socket.socket:
+    host, sep, port = spec.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SystemExit(f"wasync: --listen expects HOST:PORT, got {spec!r}")
+    try:
+        sock = socket.create_server((host or "127.0.0.1", int(port)), reuse_port=False)
+    except OSError as e:
+        raise SystemExit(f"wasync: --listen {spec}: {e.strerror or e}") from None
+    return sock
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.environ.get("WASYNC_CACHE_DIR", str(Path(base) / "wasync")))
+
+
+def _asyncified(data: bytes, imports: list[str]) -> bytes:
+    """`data` transformed so that the given imports can suspend, cached on disk
+    by the input's hash, the import list and wasync's version."""
+    from wasync import __version__  # noqa: PLC0415
+    from wasync._asyncify.api import asyncify  # noqa: PLC0415
+
+    key = hashlib.sha256(data)
+    key.update(json.dumps([imports, __version__]).encode())
+    path = _cache_dir() / "asyncify" / f"{key.hexdigest()}.wasm"
+    try:
+        return path.read_bytes()
+    except OSError:
+        pass
+    out = asyncify(data, imports=imports)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(out)
+        tmp.replace(path)
+    except OSError as e:  # a read-only home: run anyway
+        sys.stderr.write(f"wasync: warning: cannot cache the transformed module: {e}\n")
+    return out
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from wasync._errors import Trap  # noqa: PLC0415
+    from wasync._runtime._module import Module  # noqa: PLC0415
+    from wasync._wasi._core import Wasi  # noqa: PLC0415
+    from wasync._wasi._hostfs import HostDir  # noqa: PLC0415
+
+    data = _read(args.file)
+    strategy = args.strategy
+    if args.asyncify:
+        if strategy not in ("auto", "asyncify"):
+            raise SystemExit("wasync: --asyncify runs the transformed module: strategy 'asyncify'")
+        data = _asyncified(data, ["wasi_snapshot_preview1.*"])
+        strategy = "asyncify"
+    preopens: dict[str, Any] = {}
+    for spec, readonly in [(d, False) for d in args.dir] + [(d, True) for d in args.ro_dir]:
+        host, guest = _dir_spec(spec)
+        if guest in preopens:
+            raise SystemExit(f"wasync: the guest directory {guest!r} is given twice")
+        if not os.path.isdir(host):
+            raise SystemExit(f"wasync: --dir {spec}: {host!r} is not a directory")
+        # One program on its own event loop: nothing else waits behind a file
+        # operation, so it runs inline (a thread hop costs ~80 us a call).
+        preopens[guest] = HostDir(host, readonly=readonly, offload=args.offload)
+    env = dict(_env_spec(e) for e in args.env)
+    sockets = [_listen_spec(s) for s in args.listen]
+    module = Module(data)
+    wasi = Wasi(
+        [args.argv0 or args.file, *args.args],
+        env,
+        preopens,
+        stdin="inherit",
+        stdout="inherit",
+        stderr="inherit",
+        sockets=sockets,
+    )
+    try:
+        return asyncio.run(wasi.run(module, strategy=strategy)) & 0xFF
+    except Trap as e:
+        sys.stderr.write(f"wasync: error: the program trapped: {e}\n")
+        return 134  # as wasmtime does: the status of an abort
+    except KeyboardInterrupt:
+        return 130
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from wasync._demo import run_demo  # noqa: PLC0415 - keeps wasmtime out of other commands
 
@@ -180,6 +289,64 @@ def _parser() -> argparse.ArgumentParser:
         "--verbose", action="store_true", help="explain why each function is instrumented"
     )
     asy.set_defaults(run=_cmd_asyncify)
+    run = sub.add_parser(
+        "run",
+        help="run a WASI command (wasm32-wasi program) with its I/O on asyncio",
+        description=(
+            "Run PROGRAM.wasm's _start with an async WASI (preview1) implemented by wasync: "
+            "arguments, environment, preopened directories, stdio and sockets. The exit "
+            "status is the program's."
+        ),
+    )
+    run.add_argument("file", metavar="PROGRAM.wasm")
+    run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="the program's")
+    run.add_argument(
+        "--dir",
+        action="append",
+        default=[],
+        metavar="HOST[::GUEST]",
+        help="give the program the host directory HOST, at GUEST (default: HOST)",
+    )
+    run.add_argument(
+        "--ro-dir",
+        action="append",
+        default=[],
+        metavar="HOST[::GUEST]",
+        help="as --dir, read-only",
+    )
+    run.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="set an environment variable (NAME alone: pass this process's value on)",
+    )
+    run.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="preopen a listening TCP socket (after the directories) for sock_accept",
+    )
+    run.add_argument(
+        "--strategy",
+        choices=["auto", "fiber", "thread", "asyncify"],
+        default="auto",
+        help="how the program is suspended while the host waits (default: auto)",
+    )
+    run.add_argument(
+        "--asyncify",
+        action="store_true",
+        help="transform the WASI imports with wasync's Asyncify first (cached) and run "
+        "the result with strategy 'asyncify'",
+    )
+    run.add_argument(
+        "--offload",
+        action="store_true",
+        help="run file system calls on worker threads instead of inline on the event loop",
+    )
+    run.add_argument("--argv0", metavar="NAME", help="the program's argv[0] (default: PROGRAM)")
+    run.set_defaults(run=_cmd_run)
     demo = sub.add_parser("demo", help="run the built-in demonstration")
     demo.set_defaults(run=_cmd_demo)
     return p
