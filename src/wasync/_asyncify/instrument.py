@@ -40,6 +40,36 @@ The scheme (per instrumented function):
 Saved per frame: the original locals (parameters included) live after some
 site of the function, and every spill local. Frames are fixed-size per
 function; one shared tail writes them.
+
+Beyond Binaryen:
+
+* **References** (any reference type) live across a site are saved in tables
+  the pass adds, one per heap type (of the nullable type), each with a slot
+  stack-pointer global: the linear-memory frame records where its slots start,
+  a rewind reads them, clears them (no stale references kept alive) and gives
+  them back when they are the top ones, so frames of different data buffers
+  (coroutines) may unwind and rewind in any order. A call abandoned after an
+  unwind (never rewound) leaves its slots taken until the pointer drops below
+  them. Declared non-nullable locals become nullable (each read gets
+  ``ref.as_non_null``); reference spill locals are shared per stack position
+  and hierarchy, cast back when values of several types meet there. A function
+  returning a non-nullable reference returns a made-up value when it unwinds.
+* **call_ref** is a site like ``call_indirect``; its reference is an operand
+  saved like the others.
+* **Exceptions.** A ``try_table`` containing a site is entered like a block on
+  a rewind, so an exception thrown after resuming is caught; a catch whose
+  target keeps its values in spill locals goes through a trampoline block. The
+  code a catch branches to is ordinary code. A legacy ``try`` with handlers
+  containing a site becomes a ``try_table`` with ``catch_ref`` /
+  ``catch_all_ref`` clauses and the handlers after it; the exnref is kept in a
+  local (``rethrow`` becomes ``throw_ref``) and a rewind heading into a
+  handler branches to it. ``try ... delegate`` stays as it is.
+* **Tail calls** stay tail calls. When the module has a ``return_call`` to a
+  function that may unwind, every frame ends with its owner's function index;
+  a function called on a rewind whose top frame belongs to a function its tail
+  calls reach hands over with ``return_call`` of that owner (dummy arguments:
+  its frame restores them). Indirect tail calls that may unwind, and tail calls
+  to imports that may unwind, are refused.
 """
 
 from __future__ import annotations
@@ -48,10 +78,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from wasync._asyncify.liveness import live_after
-from wasync._binary.opcodes import OPS, Op
-from wasync._binary.types import NumType, RefType, ValType
+from wasync._binary.opcodes import OPS, Imm, Op
+from wasync._binary.types import EXNREF, AbsHeap, HeapType, NumType, RefType, ValType
 from wasync._errors import AsyncifyError
-from wasync._ir.instr import Body, Instr, MemArg
+from wasync._ir.instr import Body, Catch, Instr, MemArg
 from wasync._ir.stack import BOT, StackTyping
 
 if TYPE_CHECKING:
@@ -88,21 +118,46 @@ def _i(name: str, imm: object = None) -> Instr:
     return Instr(_BY_NAME[name], imm)
 
 
-def _zero(t: ValType) -> Instr:
+def _dummy(t: ValType) -> list[Instr]:
+    """A value of type `t` (numeric zero, or null) for the results of an unwind."""
     if t is NumType.I32:
-        return _i("i32.const", 0)
+        return [_i("i32.const", 0)]
     if t is NumType.I64:
-        return _i("i64.const", 0)
+        return [_i("i64.const", 0)]
     if t is NumType.F32:
-        return _i("f32.const", 0)
+        return [_i("f32.const", 0)]
     if t is NumType.F64:
-        return _i("f64.const", 0)
+        return [_i("f64.const", 0)]
     if t is NumType.V128:
-        return _i("v128.const", bytes(16))
+        return [_i("v128.const", bytes(16))]
     assert isinstance(t, RefType)
     if not t.nullable:
         raise AsyncifyError(f"cannot make a dummy value of the non-nullable type {t}")
-    return _i("ref.null", t.heap)
+    return [_i("ref.null", t.heap)]
+
+
+_TOPS = {
+    AbsHeap.FUNC: AbsHeap.FUNC,
+    AbsHeap.NOFUNC: AbsHeap.FUNC,
+    AbsHeap.EXTERN: AbsHeap.EXTERN,
+    AbsHeap.NOEXTERN: AbsHeap.EXTERN,
+    AbsHeap.EXN: AbsHeap.EXN,
+    AbsHeap.NOEXN: AbsHeap.EXN,
+}
+_REF_CAST = next(op for op in OPS if op.name == "ref.cast" and op.imms == (Imm.HEAPTYPE,))
+_REF_CAST_NULL = next(op for op in OPS if op.name == "ref.cast" and op.imms == (Imm.NULLHEAPTYPE,))
+
+
+def top_heap(heap: HeapType, is_func: Callable[[int], bool]) -> AbsHeap:
+    """The top of `heap`'s hierarchy: func, extern, exn or any. `is_func` tells
+    whether a type index is a function type."""
+    if isinstance(heap, int):
+        return AbsHeap.FUNC if is_func(heap) else AbsHeap.ANY
+    return _TOPS.get(heap, AbsHeap.ANY)
+
+
+def _nullable(t: ValType) -> ValType:
+    return RefType(True, t.heap) if isinstance(t, RefType) and not t.nullable else t
 
 
 @dataclass
@@ -119,6 +174,26 @@ class FunctionPlan:
     label_types: Callable[[Instr], tuple[tuple[ValType, ...], tuple[ValType, ...]]]
     sites: list[int] = field(default_factory=list)
     ptr64: bool = False  # memory64: the data pointer and header words are 64-bit
+    # The (table, stack-pointer global) that saves references of one heap type
+    # (a table of the nullable type), created on demand by the module transform.
+    ref_table: Callable[[HeapType], tuple[int, int]] | None = None
+    # The instructions that push a dummy value of a type (results of an unwind).
+    dummy: Callable[[ValType], list[Instr]] | None = None
+    # Whether a type index is a function type (reference hierarchies).
+    is_func_type: Callable[[int], bool] = lambda _: False
+    # The block type of a block with these results (a type index when needed).
+    block_type: Callable[[tuple[ValType, ...], tuple[ValType, ...]], ValType | int | None] = (
+        lambda _p, _r: None
+    )
+    # A tag's parameter types.
+    tag_params: Callable[[int], tuple[ValType, ...]] = lambda _: ()
+    # Suspending tail calls in the module: every frame ends with its owner's
+    # function index. Here: the functions (with their parameter types) whose
+    # frame may be on top when this one is called on a rewind, because this
+    # function tail-called them (transitively); the prologue tail-calls the
+    # owner of the top frame with dummy arguments (its frame restores it).
+    owner_tags: bool = False
+    tail_owners: tuple[tuple[int, tuple[ValType, ...]], ...] = ()
 
 
 class _Marker(Instr):
@@ -131,6 +206,25 @@ class _Marker(Instr):
         self.site = site
 
 
+class _Cast(Instr):
+    """After reading reference spill local `local` as a value of type `want`: a
+    cast (or `ref.as_non_null`) if the local's settled type needs one."""
+
+    __slots__ = ("local", "want")
+
+    def __init__(self, local: int, want: RefType) -> None:
+        super().__init__(_BY_NAME["nop"])
+        self.local = local
+        self.want = want
+
+    def resolve(self, local_types: Sequence[ValType]) -> list[Instr]:
+        have = local_types[self.local]
+        assert isinstance(have, RefType)
+        if have.heap == self.want.heap:
+            return [] if self.want.nullable else [_i("ref.as_non_null")]
+        return [Instr(_REF_CAST_NULL if self.want.nullable else _REF_CAST, self.want.heap)]
+
+
 class _Instrumenter:
     def __init__(self, plan: FunctionPlan, body: Body, typing: StackTyping) -> None:
         self.plan = plan
@@ -140,7 +234,17 @@ class _Instrumenter:
         self.where = f"function {plan.func_index}" + (f" {plan.name!r}" if plan.name else "")
         self.local_types: list[ValType] = list(body.local_types(plan.params))
         self.n_original = len(self.local_types)
-        self.spill: dict[tuple[int, ValType], int] = {}
+        # Declared non-nullable reference locals become nullable (the frame-save
+        # tail and the rewind prologue read and write them outside the blocks that
+        # initialise them); every read of one is followed by `ref.as_non_null`.
+        self.nn_locals: set[int] = set()
+        for idx in range(len(plan.params), self.n_original):
+            t = self.local_types[idx]
+            if isinstance(t, RefType) and not t.nullable:
+                self.local_types[idx] = RefType(True, t.heap)
+                self.nn_locals.add(idx)
+        self.spill: dict[tuple[int, ValType | HeapType], int] = {}
+        self.slot_heaps: dict[int, set[HeapType]] = {}
         self.transfer: dict[tuple[int, ValType], int] = {}
         self.scratch: dict[str, int] = {}
         self.out: list[Instr] = []
@@ -161,9 +265,12 @@ class _Instrumenter:
         open_: list[int] = []
         sites: list[int] = []
         self.parent: list[int] = [-1] * len(instrs)
+        self.catch_at: dict[int, list[int]] = {}  # legacy try -> its catch/catch_all
         for i, ins in enumerate(instrs):
             name = ins.op.name
             self.parent[i] = open_[-1] if open_ else -1
+            if name in ("catch", "catch_all") and open_:
+                self.catch_at.setdefault(open_[-1], []).append(i)
             if name in _OPENERS:
                 open_.append(i)
             elif name in ("end", "delegate"):
@@ -171,25 +278,21 @@ class _Instrumenter:
                     open_.pop()
             elif not typing.unreachable[i] and self.plan.is_site(ins):
                 if name.startswith("return_call"):
-                    # The tail call discards this frame, so it cannot be saved; turning
-                    # it into call + return would break the constant-stack guarantee
-                    # (deep tail recursion would overflow).
-                    raise AsyncifyError(
-                        f"{self.where}: tail call `{ins}` to code that may suspend "
-                        f"(instruction {i}) is not supported yet"
-                    )
+                    # The tail call discards this frame: it stays a real tail call
+                    # (not a site). If the callee unwinds, the top frame on a rewind
+                    # is not this function's: the prologue hands over (see
+                    # FunctionPlan.tail_owners).
+                    continue
                 sites.append(i)
                 self.site_number[i] = len(sites) - 1
                 for s in open_:
                     self.transformed.add(s)
         self.plan.sites = sites
-        for s in self.transformed:
-            name = instrs[s].op.name
-            if name not in ("block", "loop", "if"):
-                raise AsyncifyError(
-                    f"{self.where}: a call that may suspend inside `{name}` "
-                    f"(instruction {s}) is not supported yet"
-                )
+        # Legacy `try` (with catches) that contain a site become try_table (see
+        # :meth:`_try`); their exnref lives in a local, saved like the others.
+        self.exn_local: dict[int, int] = {}
+        # Copied try_tables with catch trampolines (see _open_trampolines).
+        self.copied_tramps: dict[int, tuple[int, dict[int, int]]] = {}
         # Site-number range per transformed structure branch (for `if`).
         self.ranges: dict[tuple[int, str], tuple[int, int]] = {}
 
@@ -200,23 +303,63 @@ class _Instrumenter:
         return len(self.local_types) - 1
 
     def _slot(self, pos: int, t: ValType) -> int:
-        if not isinstance(t, NumType):
-            raise AsyncifyError(
-                f"{self.where}: a value of reference type {t} is live across a call that "
-                "may suspend; saving references is not supported yet"
-            )
-        key = (pos, t)
+        """The spill local of stack position `pos` for type `t`. References share
+        one local per position and hierarchy (values of different types flow
+        into one position through block ends): its type, nullable, is settled by
+        :meth:`settle_slots` once every use is known; read it with :meth:`_reload`."""
+        key: tuple[int, ValType | HeapType] = (pos, t if isinstance(t, NumType) else self._top(t))
         idx = self.spill.get(key)
         if idx is None:
-            idx = self.spill[key] = self._new_local(t)
+            self._check_ref(t)
+            idx = self.spill[key] = self._new_local(_nullable(t))
+        if isinstance(t, RefType):
+            self.slot_heaps.setdefault(idx, set()).add(t.heap)
         return idx
+
+    def settle_slots(self) -> None:
+        """Give each reference spill local its type: the one heap type stored in
+        it, else the top of the hierarchy (and then reads cast back)."""
+        for idx, heaps in self.slot_heaps.items():
+            if len(heaps) == 1:
+                self.local_types[idx] = RefType(True, next(iter(heaps)))
+            else:
+                self.local_types[idx] = RefType(True, self._top(self.local_types[idx]))
+
+    def _top(self, t: ValType) -> AbsHeap:
+        assert isinstance(t, RefType)
+        return top_heap(t.heap, self.plan.is_func_type)
 
     def _tslot(self, j: int, t: ValType) -> int:
         key = (j, t)
         idx = self.transfer.get(key)
         if idx is None:
-            idx = self.transfer[key] = self._new_local(t)
+            idx = self.transfer[key] = self._new_local(_nullable(t))
         return idx
+
+    def _check_ref(self, t: ValType) -> None:
+        if isinstance(t, RefType) and self.plan.ref_table is None:
+            raise AsyncifyError(
+                f"{self.where}: a value of reference type {t} is live across a call that "
+                "may suspend, and no reference tables are available"
+            )
+
+    @staticmethod
+    def _get(idx: int, t: ValType) -> list[Instr]:
+        """Push local `idx` (declared nullable) as a value of type `t`."""
+        if isinstance(t, RefType) and not t.nullable:
+            return [_i("local.get", idx), _i("ref.as_non_null")]
+        return [_i("local.get", idx)]
+
+    def _original(self, ins: Instr) -> list[Instr]:
+        """An original instruction as emitted: reads of a non-nullable local that
+        was made nullable get their `ref.as_non_null`."""
+        if (
+            self.nn_locals
+            and ins.op.name in ("local.get", "local.tee")
+            and int(ins.imm) in self.nn_locals
+        ):
+            return [ins, _i("ref.as_non_null")]
+        return [ins]
 
     def _scratch(self, name: str, t: ValType = NumType.I32) -> int:
         idx = self.scratch.get(name)
@@ -236,8 +379,12 @@ class _Instrumenter:
         return out  # type: ignore[return-value]
 
     def _reload(self, base: int, types: Sequence[ValType]) -> None:
+        out = self.out
         for j, t in enumerate(types):
-            self.out.append(_i("local.get", self._slot(base + j, t)))
+            idx = self._slot(base + j, t)
+            out.append(_i("local.get", idx))
+            if isinstance(t, RefType):
+                out.append(_Cast(idx, t))
 
     def _store(self, base: int, types: Sequence[ValType]) -> None:
         for j in range(len(types) - 1, -1, -1):
@@ -266,7 +413,9 @@ class _Instrumenter:
         out.append(_i("end"))
         self.labels.pop()
         out.append(_Marker(-1))  # the frame-save tail
-        out += [_zero(t) for t in self.plan.results]
+        dummy = self.plan.dummy or _dummy
+        for t in self.plan.results:
+            out += dummy(t)
         out.append(self.instrs[n - 1])
         self.labels.pop()
         return out
@@ -388,21 +537,30 @@ class _Instrumenter:
         name = ins.op.name
         out = self.out
         if name in _OPENERS:
-            out.append(self._remap_catches(ins) if name == "try_table" else ins)
+            if name == "try_table":
+                bt, catches = ins.imm
+                params, results = self.plan.label_types(ins)
+                tramp = self._open_trampolines(catches, params, results)
+                if tramp is not None:
+                    self.copied_tramps[k] = tramp
+                ins = Instr(ins.op, (bt, self._catch_labels(catches, tramp)))
+            out.append(ins)
             self.labels.append(("orig", k))
             return
         if name == "end":
             out.append(ins)
-            self.labels.pop()
+            start = self.labels.pop()[1]
+            if start in self.copied_tramps:
+                self._close_trampolines(self.copied_tramps.pop(start))
             return
         if name == "delegate":
             self.labels.pop()
-            out.append(_i("delegate", self._depth(ins.imm, k)))
+            out.append(_i("delegate", self._delegate_depth(ins.imm, k)))
             return
         if name in _BRANCH_OPS or name in ("br_on_cast", "br_on_cast_fail", "rethrow"):
             self._branch(ins, k)
             return
-        out.append(ins)
+        out += self._original(ins)
 
     def _target(self, depth: int) -> tuple[int, int]:
         """The structure an original label depth names, and its new depth."""
@@ -415,20 +573,28 @@ class _Instrumenter:
                 seen += 1
         raise AsyncifyError(f"{self.where}: label {depth} out of range")  # pragma: no cover
 
+    def _delegate_depth(self, depth: int, k: int) -> int:
+        """A `delegate` label: a legacy try turned into try_table is reached
+        through its try_table (from its body; from a handler it cannot be)."""
+        start, new = self._target(depth)
+        if start not in self.exn_local:
+            return new
+        for pos in range(len(self.labels) - 1, -1, -1):
+            if self.labels[pos] == ("tt", start):
+                return len(self.labels) - 1 - pos
+        raise AsyncifyError(
+            f"{self.where}: instruction {k} (`{self.instrs[k]}`) delegates from a catch "
+            "body to its own try, which contains a call that may suspend; not supported"
+        )
+
     def _depth(self, depth: int, k: int) -> int:
         start, new = self._target(depth)
-        if start in self.transformed:
+        if start in self.transformed and self._arity(start):
             raise AsyncifyError(
                 f"{self.where}: instruction {k} (`{self.instrs[k]}`) targets a structure "
                 "that contains a call that may suspend; not supported yet"
             )
         return new
-
-    def _remap_catches(self, ins: Instr) -> Instr:
-        bt, catches = ins.imm
-        # Catch labels are relative to the try_table's *enclosing* labels.
-        new = tuple(c._replace(label=self._depth(c.label, -1)) for c in catches)
-        return Instr(ins.op, (bt, new))
 
     def _branch(self, ins: Instr, k: int) -> None:
         name = ins.op.name
@@ -447,7 +613,15 @@ class _Instrumenter:
             flags, label, ht1, ht2 = ins.imm
             out.append(Instr(ins.op, (flags, self._depth(label, k), ht1, ht2)))
             return
-        if name in ("br_on_null", "br_on_non_null", "rethrow"):
+        if name == "rethrow":
+            start, new = self._target(ins.imm)
+            exn = self.exn_local.get(start)
+            if exn is None:
+                out.append(Instr(ins.op, new))
+            else:  # the try became a try_table: its exception is in a local
+                out += [_i("local.get", exn), _i("throw_ref")]
+            return
+        if name in ("br_on_null", "br_on_non_null"):
             out.append(Instr(ins.op, self._depth(ins.imm, k)))
             return
         start, new = self._target(ins.imm)
@@ -466,7 +640,7 @@ class _Instrumenter:
         for j in range(len(types) - 1, -1, -1):
             out.append(_i("local.set", self._tslot(j, types[j])))
         for j, t in enumerate(types):
-            out.append(_i("local.get", self._tslot(j, t)))
+            out += self._get(self._tslot(j, t), t)
         out.append(_i("local.get", cond))
         out.append(_i("if", None))
         for j, t in enumerate(types):
@@ -505,10 +679,12 @@ class _Instrumenter:
                     out.append(_i("local.set", self._slot(base + j, t)))
             else:
                 for j, t in enumerate(types):
-                    out.append(_i("local.get", self._tslot(j, t)))
+                    out += self._get(self._tslot(j, t), t)
             out.append(_i("br", depth + inside))
 
     def _label_types(self, start: int) -> tuple[ValType, ...]:
+        if start < 0:
+            return self.plan.results
         params, results = self.plan.label_types(self.instrs[start])
         return params if self.instrs[start].op.name == "loop" else results
 
@@ -558,12 +734,222 @@ class _Instrumenter:
             out.append(_i("end"))
             self.labels.pop()
             return end + 1
+        if name == "try_table":
+            self._try_table(s, inner)
+            return end + 1
+        if name == "try":
+            if s in self.catch_at:
+                self._try(s, inner)
+                return end + 1
+            # try ... delegate (no handlers): kept as it is, with an empty type.
+            out.append(_i(name, None))
+            self.labels.append(("orig", s))
+            self._level(s + 1, end, inner)
+            self.labels.pop()
+            assert self.instrs[end].op.name == "delegate"
+            out.append(_i("delegate", self._delegate_depth(int(self.instrs[end].imm), end)))
+            return end + 1
         out.append(_i(name, None))
         self.labels.append(("orig", s))
         self._level(s + 1, end, inner)
         out.append(_i("end"))
         self.labels.pop()
         return end + 1
+
+    def _label_depth(self, pos: int) -> int:
+        """The depth of the output label at position `pos` of the label stack."""
+        return len(self.labels) - 1 - pos
+
+    def _try_table(self, s: int, inner: int) -> None:
+        """A try_table that contains a site: entered on a rewind like a block
+        (with an empty type: its values travel through the spill locals)."""
+        out = self.out
+        bt, catches = self.instrs[s].imm
+        del bt
+        tramp = self._open_trampolines(catches, (), ())
+        out.append(Instr(self.instrs[s].op, (None, self._catch_labels(catches, tramp))))
+        self.labels.append(("orig", s))
+        self._level(s + 1, self.typing.block_end[s], inner)
+        out.append(_i("end"))
+        self.labels.pop()
+        self._close_trampolines(tramp)
+
+    def _open_trampolines(
+        self,
+        catches: Sequence[Catch],
+        params: tuple[ValType, ...],
+        results: tuple[ValType, ...],
+    ) -> tuple[int, dict[int, int]] | None:
+        """Before a try_table whose catches branch to a transformed structure
+        with values (those it keeps in spill locals): open ``block $exit`` and
+        one trampoline block per such target, which will receive the values,
+        store them and branch on (:meth:`_close_trampolines`). None if no catch
+        needs one. The blocks pass the try_table's params through."""
+        targets: list[int] = []
+        for c in catches:
+            start, _ = self._target(c.label)
+            if start in self.transformed and self._arity(start) and start not in targets:
+                targets.append(start)
+        if not targets:
+            return None
+        out = self.out
+        out.append(_i("block", self.plan.block_type(params, results)))
+        self.labels.append(("extra", -1))
+        exit_pos = len(self.labels) - 1
+        where: dict[int, int] = {}
+        for start in targets:
+            out.append(_i("block", self.plan.block_type(params, self._label_types(start))))
+            self.labels.append(("extra", -1))
+            where[start] = len(self.labels) - 1
+        return exit_pos, where
+
+    def _catch_labels(
+        self, catches: Sequence[Catch], tramp: tuple[int, dict[int, int]] | None
+    ) -> tuple[Catch, ...]:
+        """Catch clauses with their labels remapped (to a trampoline if any)."""
+        new = []
+        for c in catches:
+            start, depth = self._target(c.label)
+            if tramp is not None and start in tramp[1]:
+                depth = self._label_depth(tramp[1][start])
+            elif start in self.transformed and self._arity(start):  # pragma: no cover
+                raise AssertionError("catch to a transformed target without a trampoline")
+            new.append(c._replace(label=depth))
+        return tuple(new)
+
+    def _close_trampolines(self, tramp: tuple[int, dict[int, int]] | None) -> None:
+        """After the try_table's end: branch over the trampolines to $exit; each
+        trampoline stores its values in the target's spill locals and branches."""
+        if tramp is None:
+            return
+        out = self.out
+        exit_pos, where = tramp
+        out.append(_i("br", self._label_depth(exit_pos)))
+        for start in reversed(where):
+            out.append(_i("end"))
+            self.labels.pop()
+            self._store(self.bases[start], self._label_types(start))
+            out.append(_i("br", self._target_depth(start)))
+        out.append(_i("end"))
+        self.labels.pop()
+
+    def _target_depth(self, start: int) -> int:
+        for pos in range(len(self.labels) - 1, -1, -1):
+            if self.labels[pos] == ("orig", start):
+                return self._label_depth(pos)
+        raise AssertionError("target not enclosing")  # pragma: no cover
+
+    def _try(self, s: int, inner: int) -> None:
+        """A legacy try with handlers that contains a site (in its body or a
+        handler) becomes::
+
+            block $done
+              block $hN (result exnref) ... block $h1 (result <tag params> exnref)
+                try_table (catch_ref $t1 $h1) ... (catch_all_ref $hN)
+                  <body>
+                end
+                <on a rewind heading into handler k: dummy values, br $hk>
+                br $done
+              end
+              <store the tag's values and the exnref> <handler 1> br $done
+              ...
+            end
+
+        The exnref sits in a local (saved across suspensions like any other);
+        ``rethrow`` of this try becomes ``throw_ref`` of it. A handler is thus
+        outside the try_table: a suspension inside it rewinds by branching to
+        it with dummy values, which its prologue does not store on a rewind."""
+        out = self.out
+        plan = self.plan
+        end = self.typing.block_end[s]
+        catches = self.catch_at[s]
+        exn = self.exn_local[s] = self._new_local(EXNREF)
+        bounds = [*catches, end]
+        handlers: list[tuple[int, int, int | None, tuple[ValType, ...]]] = []
+        for c, nxt in zip(catches, bounds[1:], strict=True):
+            ins = self.instrs[c]
+            tag = int(ins.imm) if ins.op.name == "catch" else None
+            params = plan.tag_params(tag) if tag is not None else ()
+            handlers.append((c, nxt, tag, params))
+        out.append(_i("block", None))
+        self.labels.append(("orig", s))  # a branch to the try leaves it
+        hpos: list[int] = [0] * len(handlers)
+        for k in range(len(handlers) - 1, -1, -1):
+            out.append(_i("block", plan.block_type((), (*handlers[k][3], EXNREF))))
+            self.labels.append(("extra", -1))
+            hpos[k] = len(self.labels) - 1
+        clauses = []
+        for k, (_c, _nxt, tag, _params) in enumerate(handlers):
+            depth = self._label_depth(hpos[k])
+            kind = 1 if tag is not None else 3  # catch_ref / catch_all_ref
+            clauses.append(Catch(kind, tag, depth))
+        out.append(_i("try_table", (None, tuple(clauses))))
+        self.labels.append(("tt", s))
+        self._level(s + 1, catches[0], inner)
+        out.append(_i("end"))
+        self.labels.pop()
+        # On a rewind whose site is in a handler: branch there.
+        resume = self._scratch("resume")
+        dispatch: list[Instr] = []
+        for k, (c, nxt, _tag, params) in enumerate(handlers):
+            nums = [n for i, n in self.site_number.items() if c < i < nxt]
+            if not nums:
+                continue
+            dispatch += [
+                _i("local.get", resume),
+                _i("i32.const", min(nums)),
+                _i("i32.ge_u"),
+                _i("local.get", resume),
+                _i("i32.const", max(nums)),
+                _i("i32.le_u"),
+                _i("i32.and"),
+                _i("if", None),
+            ]
+            self.labels.append(("extra", -1))
+            for t in params:
+                dispatch += (plan.dummy or _dummy)(t)
+            dispatch += [
+                _i("ref.null", AbsHeap.EXN),
+                _i("br", self._label_depth(hpos[k])),
+                _i("end"),
+            ]
+            self.labels.pop()
+        if dispatch:
+            out += [_i("global.get", plan.state_global), _i("if", None)]
+            # (the depths above were computed without this `if`: adjust them)
+            self.labels.append(("extra", -1))
+            for ins in dispatch:
+                if ins.op.name == "br":
+                    ins = _i("br", int(ins.imm) + 1)
+                out.append(ins)
+            self.labels.pop()
+            out.append(_i("end"))
+        out.append(_i("br", self._target_depth(s)))
+        for k, (c, nxt, _tag, params) in enumerate(handlers):
+            out.append(_i("end"))  # $hk: the tag's values and the exnref are on the stack
+            self.labels.pop()
+            values = (*params, EXNREF)
+            for j in range(len(values) - 1, -1, -1):
+                out.append(_i("local.set", self._tslot(j, values[j])))
+            out += [
+                _i("global.get", plan.state_global),
+                _i("i32.const", STATE_REWINDING),
+                _i("i32.ne"),
+                _i("if", None),
+                _i("local.get", self._tslot(len(params), EXNREF)),
+                _i("local.set", exn),
+            ]
+            for j, t in enumerate(params):
+                out += [
+                    _i("local.get", self._tslot(j, t)),
+                    _i("local.set", self._slot(inner + j, t)),
+                ]
+            out.append(_i("end"))
+            self._level(c + 1, nxt, inner)
+            if k + 1 < len(handlers):
+                out.append(_i("br", self._target_depth(s)))
+        out.append(_i("end"))
+        self.labels.pop()
 
     def _site(
         self,
@@ -599,7 +985,8 @@ class _Instrumenter:
         # already is k), so that the unwind check is one branch.
         out += [_i("i32.const", k), _i("local.set", resume)]
         self._reload(first, args)
-        out += moved
+        for m in moved:
+            out += self._original(m)
         out.append(ins)
         # After a call the state is normal, or unwinding (1): then save the frame.
         out += [_i("global.get", self.plan.state_global), _i("br_if", self._unwind_depth())]
@@ -618,41 +1005,89 @@ class _Instrumenter:
         for bits in live_after(self.instrs, self.typing, self.plan.sites, self.n_original).values():
             live |= bits
         original = [i for i in range(self.n_original) if live >> i & 1 or i in self.must_save]
-        saved = original + sorted(self.spill.values())
+        saved = original + sorted(self.spill.values()) + sorted(self.exn_local.values())
         for idx in saved:
-            t = self.local_types[idx]
-            if not isinstance(t, NumType):
-                raise AsyncifyError(
-                    f"{self.where}: local {idx} of reference type {t} would have to be "
-                    "saved across a suspension; not supported yet"
-                )
+            self._check_ref(self.local_types[idx])
         return saved
 
     def frame_code(self, data_global: int) -> tuple[list[Instr], dict[int, list[Instr]]]:
-        """The rewind prologue, and the save code per site."""
+        """The rewind prologue, and the save code per site.
+
+        Numeric locals are stored in the linear-memory frame. References go to
+        one table per heap type (:attr:`FunctionPlan.ref_table`), in slots taken
+        from that table's stack-pointer global; the frame records where its slots
+        start, so that frames of different data buffers (coroutines) may unwind
+        and rewind in any order. A rewind takes the values, clears the slots and
+        gives them back when they are the top ones."""
         saved = self.saved_locals()
+        numeric = [idx for idx in saved if isinstance(self.local_types[idx], NumType)]
+        groups: dict[HeapType, list[int]] = {}
+        for idx in saved:
+            t = self.local_types[idx]
+            if isinstance(t, RefType):
+                groups.setdefault(t.heap, []).append(idx)
         offsets = []
         size = 0
-        for idx in saved:
+        for idx in numeric:
             offsets.append(size)
             size += _SIZES[self.local_types[idx]]  # type: ignore[index]
+        group_at: list[tuple[HeapType, list[int], int, int, int]] = []
+        for heap, members in groups.items():
+            assert self.plan.ref_table is not None
+            table, sp = self.plan.ref_table(heap)
+            group_at.append((heap, members, table, sp, size))
+            size += 4
         index_at = size
         size += 4
+        owner_at = size
+        if self.plan.owner_tags:
+            size += 4
         p64 = self.plan.ptr64
         word = 8 if p64 else 4  # header: position at +0, end at +word
         ptr_t = NumType.I64 if p64 else NumType.I32
         ipre = "i64" if p64 else "i32"
         pos = self._scratch("pos64" if p64 else "pos", ptr_t)
         resume = self._scratch("resume")
+        rb = self._scratch("ref_base") if group_at else -1
 
         def mem(name: str, offset: int) -> Instr:
             return _i(name, MemArg(0, offset, 0))
+
+        def slot(j: int) -> list[Instr]:
+            if j == 0:
+                return [_i("local.get", rb)]
+            return [_i("local.get", rb), _i("i32.const", j), _i("i32.add")]
 
         prologue = [
             _i("global.get", self.plan.state_global),
             _i("i32.const", STATE_REWINDING),
             _i("i32.eq"),
             _i("if", None),
+        ]
+        if self.plan.tail_owners:
+            # The top frame's owner (its last word): when it is not this function,
+            # hand over to it (this call stands for a tail call whose caller is gone).
+            owner = self._scratch("owner")
+            prologue += [
+                _i("global.get", data_global),
+                mem(f"{ipre}.load", 0),
+                _i(f"{ipre}.const", 4),
+                _i(f"{ipre}.sub"),
+                mem("i32.load", 0),
+                _i("local.set", owner),
+            ]
+            dummy = self.plan.dummy or _dummy
+            for g, params in self.plan.tail_owners:
+                prologue += [
+                    _i("local.get", owner),
+                    _i("i32.const", g),
+                    _i("i32.eq"),
+                    _i("if", None),
+                ]
+                for t in params:
+                    prologue += dummy(t)
+                prologue += [_i("return_call", g), _i("end")]
+        prologue += [
             _i("global.get", data_global),
             _i("global.get", data_global),
             mem(f"{ipre}.load", 0),
@@ -661,9 +1096,33 @@ class _Instrumenter:
             _i("local.tee", pos),
             mem(f"{ipre}.store", 0),
         ]
-        for idx, off in zip(saved, offsets, strict=True):
+        for idx, off in zip(numeric, offsets, strict=True):
             t = self.local_types[idx]
             prologue += [_i("local.get", pos), mem(_LOADS[t], off), _i("local.set", idx)]  # type: ignore[index]
+        for heap, members, table, sp, off in group_at:
+            n = len(members)
+            prologue += [_i("local.get", pos), mem("i32.load", off), _i("local.set", rb)]
+            for j, idx in enumerate(members):
+                prologue += [*slot(j), _i("table.get", table)]
+                t = self.local_types[idx]
+                if isinstance(t, RefType) and not t.nullable:  # a parameter
+                    prologue.append(_i("ref.as_non_null"))
+                prologue.append(_i("local.set", idx))
+            prologue += [
+                # Clear the slots (no stale references kept alive) and give them back
+                # when they are the top ones (always, unless buffers interleave).
+                _i("local.get", rb),
+                _i("ref.null", heap),
+                _i("i32.const", n),
+                _i("table.fill", table),
+                *slot(n),
+                _i("global.get", sp),
+                _i("i32.eq"),
+                _i("if", None),
+                _i("local.get", rb),
+                _i("global.set", sp),
+                _i("end"),
+            ]
         prologue += [
             _i("local.get", pos),
             mem("i32.load", index_at),
@@ -681,13 +1140,48 @@ class _Instrumenter:
             _i(f"{ipre}.le_u"),
             _i("if", None),
         ]
-        for idx, off in zip(saved, offsets, strict=True):
+        for idx, off in zip(numeric, offsets, strict=True):
             t = self.local_types[idx]
             save += [_i("local.get", pos), _i("local.get", idx), mem(_STORES[t], off)]  # type: ignore[index]
+        for heap, members, table, sp, off in group_at:
+            n = len(members)
+            save += [
+                _i("global.get", sp),
+                _i("local.tee", rb),
+                _i("i32.const", n),
+                _i("i32.add"),
+                _i("table.size", table),
+                _i("i32.gt_u"),
+                _i("if", None),
+                # Grow by at least what is missing (by the slots in use plus n).
+                _i("ref.null", heap),
+                *slot(n),
+                _i("table.grow", table),
+                _i("i32.const", -1),
+                _i("i32.eq"),
+                _i("if", None),
+                _i("unreachable"),
+                _i("end"),
+                _i("end"),
+            ]
+            for j, idx in enumerate(members):
+                save += [*slot(j), _i("local.get", idx), _i("table.set", table)]
+            save += [
+                *slot(n),
+                _i("global.set", sp),
+                _i("local.get", pos),
+                _i("local.get", rb),
+                mem("i32.store", off),
+            ]
         save += [
             _i("local.get", pos),
             _i("local.get", resume),
             mem("i32.store", index_at),
+        ]
+        if self.plan.owner_tags:
+            save += [_i("local.get", pos), _i("i32.const", self.plan.func_index)]
+            save += [mem("i32.store", owner_at)]
+        save += [
             _i("end"),
             # The position always advances: past the end, stop_unwind traps.
             _i("global.get", data_global),
@@ -704,17 +1198,28 @@ def instrument_function(plan: FunctionPlan, body: Body, typing: StackTyping) -> 
     """Instrument one function body (see the module docstring)."""
     inst = _Instrumenter(plan, body, typing)
     out = inst.run()
+    inst.settle_slots()
     prologue, saves = inst.frame_code(plan.data_global)
     final: list[Instr] = list(prologue)
     for ins in out:
         if isinstance(ins, _Marker):
             final += saves[ins.site]
+        elif isinstance(ins, _Cast):
+            final += ins.resolve(inst.local_types)
         else:
             final.append(ins)
     extra = inst.local_types[inst.n_original :]
     runs: list[tuple[int, ValType]] = list(body.locals)
+    if inst.nn_locals:
+        runs = []
+        for t in inst.local_types[len(plan.params) : inst.n_original]:
+            if runs and runs[-1][1] == t:
+                runs[-1] = (runs[-1][0] + 1, t)
+            else:
+                runs.append((1, t))
+    n_kept = len(runs)
     for t in extra:
-        if runs and runs[-1][1] == t and len(runs) > len(body.locals):
+        if runs and runs[-1][1] == t and len(runs) > n_kept:
             runs[-1] = (runs[-1][0] + 1, t)
         else:
             runs.append((1, t))

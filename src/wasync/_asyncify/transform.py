@@ -18,17 +18,33 @@ from wasync._asyncify.instrument import (
     STATE_REWINDING,
     STATE_UNWINDING,
     FunctionPlan,
+    _dummy,
     _i,
     instrument_function,
 )
-from wasync._binary.module import BinaryModule, ConstExpr, Export, FuncBody, Global
+from wasync._binary.module import (
+    BinaryModule,
+    ConstExpr,
+    Element,
+    Export,
+    FuncBody,
+    Global,
+    SegmentMode,
+    Table,
+)
 from wasync._binary.types import (
+    FUNCREF,
+    AbsHeap,
+    ArrayType,
     ExternKind,
     FuncType,
     GlobalType,
+    HeapType,
     Limits,
     NumType,
     RecGroup,
+    RefType,
+    StructType,
     SubType,
     TableType,
     ValType,
@@ -189,7 +205,8 @@ def transform_module(
             addr: ValType = _table_address(mt.tables[table])
             return (*ft.params, addr), ft.results
         if name in ("call_ref", "return_call_ref"):
-            raise AsyncifyError("call_ref in an instrumented function is not supported yet")
+            ft = func_type(int(ins.imm))
+            return (*ft.params, RefType(True, int(ins.imm))), ft.results
         bt = ins.imm[0] if isinstance(ins.imm, tuple) else ins.imm
         if bt is None:
             return (), ()
@@ -198,13 +215,27 @@ def transform_module(
             return ft.params, ft.results
         return (), (bt,)
 
-    for f in sorted(instrumented):
-        if f < nimp:
-            continue
-        body = m.body(f)
+    refs = _RefSupport(m, types)
+
+    def is_func_type(index: int) -> bool:
+        return 0 <= index < len(types) and isinstance(types[index].comp, FuncType)
+
+    def block_type(
+        params: tuple[ValType, ...], results: tuple[ValType, ...]
+    ) -> ValType | int | None:
+        if not params and len(results) <= 1:
+            return results[0] if results else None
+        return _type_index(m, FuncType(params, results))
+
+    def tag_params(tag: int) -> tuple[ValType, ...]:
+        return func_type(mt.tags[tag]).params
+
+    site_test = is_call_site or default_site
+    bodies = {f: m.body(f) for f in sorted(instrumented) if f >= nimp}
+    owners = _tail_owners(bodies, site_test, names)
+    for f, body in bodies.items():
         typing = type_function(m, f, body=body, module_types=mt)
         ft = func_type(mt.func_type_indices[f])
-        site_test = is_call_site or default_site
         plan = FunctionPlan(
             func_index=f,
             name=names.get(f),
@@ -215,10 +246,21 @@ def transform_module(
             is_site=functools.partial(site_test, f),
             label_types=label_types,
             ptr64=ptr64,
+            ref_table=refs.table,
+            dummy=refs.dummy,
+            is_func_type=is_func_type,
+            block_type=block_type,
+            tag_params=tag_params,
+            owner_tags=owners is not None,
+            tail_owners=tuple(
+                (g, func_type(mt.func_type_indices[g]).params)
+                for g in sorted((owners or {}).get(f, ()))
+            ),
         )
         new_body: Body = instrument_function(plan, body, typing)
         m.codes[f - nimp] = FuncBody(new_body.encode())
 
+    refs.finish()
     # The ABI functions, appended at the end of the function index space.
     ptr_type = _type_index(m, FuncType((ptr_t,), ()))
     void_type = _type_index(m, FuncType((), ()))
@@ -234,6 +276,122 @@ def transform_module(
         m.exports.append(Export("__asyncify_state", ExternKind.GLOBAL, state))
         m.exports.append(Export("__asyncify_data", ExternKind.GLOBAL, data))
     return m
+
+
+def _tail_owners(
+    bodies: dict[int, Body],
+    site_test: Callable[[int, Instr], bool],
+    names: dict[int, str],
+) -> dict[int, set[int]] | None:
+    """Per function, the functions its suspending tail calls reach (through
+    chains of such tail calls): their frames may be on top when it is called
+    on a rewind. None when the module has no suspending tail call (frames then
+    carry no owner tag). A tail call that may suspend must be a direct
+    ``return_call`` of an instrumented function: the target of an indirect one
+    is unknown, and an import unwinds without a frame to hand over to."""
+    direct: dict[int, set[int]] = {}
+    for f, body in bodies.items():
+        for ins in body.instrs:
+            name = ins.op.name
+            if not name.startswith("return_call") or not site_test(f, ins):
+                continue
+            where = f"function {f}" + (f" {names[f]!r}" if f in names else "")
+            if name != "return_call":
+                raise AsyncifyError(
+                    f"{where}: indirect tail call `{ins}` to code that may suspend is not "
+                    "supported (its target's frame could not be found on a rewind)"
+                )
+            target = int(ins.imm)
+            if target not in bodies:
+                raise AsyncifyError(
+                    f"{where}: tail call `{ins}` to an import that may suspend is not "
+                    "supported (the import leaves no frame to rewind into)"
+                )
+            direct.setdefault(f, set()).add(target)
+    if not direct:
+        return None
+    closure: dict[int, set[int]] = {}
+    for f, targets in direct.items():
+        seen: set[int] = set()
+        work = list(targets)
+        while work:
+            g = work.pop()
+            if g not in seen:
+                seen.add(g)
+                work.extend(direct.get(g, ()))
+        seen.discard(f)
+        closure[f] = seen
+    return closure
+
+
+class _RefSupport:
+    """What saving references needs at module level: one table (of the nullable
+    type) and one stack-pointer global per heap type saved, and dummy values of
+    non-nullable reference types (the results of a function that unwinds)."""
+
+    def __init__(self, m: BinaryModule, types: list[SubType]) -> None:
+        self.m = m
+        self.types = types
+        self.tables: dict[HeapType, tuple[int, int]] = {}
+        self.n_tables = sum(1 for i in m.imports if i.kind is ExternKind.TABLE) + len(m.tables)
+        self.n_globals = sum(1 for i in m.imports if i.kind is ExternKind.GLOBAL)
+        self.dummy_funcs: dict[int, int] = {}  # type index -> function returning nothing
+
+    def table(self, heap: HeapType) -> tuple[int, int]:
+        got = self.tables.get(heap)
+        if got is None:
+            m = self.m
+            m.tables.append(Table(TableType(RefType(True, heap), Limits(0))))
+            m.globals.append(Global(GlobalType(NumType.I32, True), _const(0)))
+            got = (self.n_tables, self.n_globals + len(m.globals) - 1)
+            self.n_tables += 1
+            self.tables[heap] = got
+        return got
+
+    def dummy(self, t: ValType) -> list[Instr]:
+        if not isinstance(t, RefType):
+            return _dummy(t)
+        if t.nullable:
+            return [_i("ref.null", t.heap)]
+        heap = t.heap
+        if heap in (AbsHeap.ANY, AbsHeap.EQ, AbsHeap.I31):
+            return [_i("i32.const", 0), _i("ref.i31")]
+        if heap is AbsHeap.EXTERN:
+            return [_i("i32.const", 0), _i("ref.i31"), _i("extern.convert_any")]
+        if heap is AbsHeap.FUNC:
+            return [_i("ref.func", self._dummy_func(_type_index(self.m, FuncType((), ()))))]
+        if isinstance(heap, int) and 0 <= heap < len(self.types):
+            comp = self.types[heap].comp
+            if isinstance(comp, FuncType):
+                return [_i("ref.func", self._dummy_func(heap))]
+            if isinstance(comp, StructType) and all(
+                not isinstance(f.unpacked, RefType) or f.unpacked.nullable for f in comp.fields
+            ):
+                return [_i("struct.new_default", heap)]
+            if isinstance(comp, ArrayType):
+                return [_i("array.new_fixed", (heap, 0))]
+        raise AsyncifyError(
+            f"a function returning the non-nullable type {t} may unwind, and wasync cannot "
+            "make a dummy value of that type"
+        )
+
+    def _dummy_func(self, type_index: int) -> int:
+        """A function of type `type_index` whose body traps (never called: only
+        its reference is returned by a function that unwinds)."""
+        f = self.dummy_funcs.get(type_index)
+        if f is None:
+            m = self.m
+            f = m.num_imported_funcs + len(m.functions)
+            m.functions.append(type_index)
+            m.codes.append(FuncBody(Body([], [_i("unreachable"), _i("end")]).encode()))
+            self.dummy_funcs[type_index] = f
+        return f
+
+    def finish(self) -> None:
+        if self.dummy_funcs:
+            # `ref.func` in code needs the function declared.
+            funcs = tuple(sorted(self.dummy_funcs.values()))
+            self.m.elements.append(Element(SegmentMode.DECLARATIVE, FUNCREF, funcs, flags=3))
 
 
 def _table_address(t: TableType) -> ValType:
