@@ -27,7 +27,7 @@ from wasync._runtime._host import maybe_async, with_caller
 from wasync._runtime._instance import MemoryAccessError
 from wasync._wasi import _abi as abi
 from wasync._wasi._abi import Errno, Filetype, Rights
-from wasync._wasi._fs import NOW, File, FileSystem, FsError, OpenMode, TimeSpec
+from wasync._wasi._fs import NOW, File, FileStat, FileSystem, FsError, OpenMode, TimeSpec
 from wasync._wasi._streams import Input, InputSpec, Output, OutputSpec, make_input, make_output
 
 if TYPE_CHECKING:
@@ -64,6 +64,13 @@ def errno_of(e: BaseException) -> int:
     if isinstance(e, UnicodeError):
         return Errno.ILSEQ
     raise e
+
+
+def _filestat(st: FileStat) -> bytes:
+    """A ``filestat`` record."""
+    return abi.FILESTAT.pack(
+        st.dev, st.ino, st.filetype, st.nlink, st.size, st.atime_ns, st.mtime_ns, st.ctime_ns
+    )
 
 
 class _Fault(Exception):
@@ -555,13 +562,7 @@ class Wasi:
 
         async def go() -> int:
             st = await f.file.stat()
-            mem.write(
-                out,
-                abi.FILESTAT.pack(
-                    st.dev, st.ino, st.filetype, st.nlink, st.size,
-                    st.atime_ns, st.mtime_ns, st.ctime_ns,
-                ),
-            )  # fmt: skip
+            mem.write(out, _filestat(st))
             return 0
 
         return go()
@@ -903,13 +904,7 @@ class Wasi:
         async def go() -> int:
             path = await self._resolve(d, mem, ptr, n, follow=bool(flags & 1))
             st = await d.fs.stat(path)
-            mem.write(
-                out,
-                abi.FILESTAT.pack(
-                    st.dev, st.ino, st.filetype, st.nlink, st.size,
-                    st.atime_ns, st.mtime_ns, st.ctime_ns,
-                ),
-            )  # fmt: skip
+            mem.write(out, _filestat(st))
             return 0
 
         return go()
