@@ -24,12 +24,10 @@ Usage: python benchmarks/bench_asyncify_speed.py [--repeat N]
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,7 +39,8 @@ import wasmtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.corpus import atomic_write, cache_dir, compile_c, npm_file
+from tests.support.corpus import cache_dir, compile_c
+from tests.support.sqlite import AMALGAMATION_DIR, NPM_PACKAGE, NPM_VERSION, amalgamation
 
 import wasync
 from wasync import ExternKind
@@ -53,12 +52,6 @@ HERE: Final = Path(__file__).resolve().parent
 BENCH_C: Final = HERE / "sqlite_bench.c"
 
 # The amalgamation: npm `sqlite3` 6.0.1 ships SQLite 3.52.0 as an autoconf tarball.
-NPM_PACKAGE: Final = "sqlite3"
-NPM_VERSION: Final = "6.0.1"
-NPM_PATH: Final = "deps/sqlite-autoconf-3520000.tar.gz"
-NPM_SHA256: Final = "f6b50b0c103392af32a8be15b2b9d25959de9a00a70c3979128aafeaa5338b3f"
-AMALGAMATION_DIR: Final = "sqlite-autoconf-3520000"
-AMALGAMATION_FILES: Final = ("sqlite3.c", "sqlite3.h")
 
 # SQLite for wasm32-wasi: no threads, no dlopen; temporary tables and sorter spills stay in
 # memory (the program has no preopened directory, so a temporary file would be "disk I/O
@@ -86,44 +79,6 @@ WASM_OPT_FEATURES: Final = (
 
 # --------------------------------------------------------------------------------------------
 # Building the benchmark module
-
-
-def amalgamation() -> Path:
-    """The directory holding ``sqlite3.c`` and ``sqlite3.h``, extracted once into the cache.
-
-    Only the two wanted members are read out of the nested tarball: member names are compared
-    with the expected names, never used as paths, and anything but a regular file is refused.
-    """
-    dest = cache_dir() / "sqlite-amalgamation" / AMALGAMATION_DIR
-    if all((dest / name).is_file() for name in AMALGAMATION_FILES):
-        return dest
-    nested = npm_file(NPM_PACKAGE, NPM_VERSION, NPM_PATH)
-    digest = hashlib.sha256(nested.read_bytes()).hexdigest()
-    if digest != NPM_SHA256:
-        raise SystemExit(f"{nested}: sha256 {digest}, expected {NPM_SHA256}")
-    wanted = {f"{AMALGAMATION_DIR}/{name}": name for name in AMALGAMATION_FILES}
-    found: dict[str, bytes] = {}
-    with tarfile.open(nested, mode="r:gz") as tar:
-        for member in tar:
-            name = wanted.get(member.name.removeprefix("./"))
-            if name is None:
-                continue
-            if not member.isreg():
-                raise SystemExit(f"{nested}: {member.name} is not a regular file")
-            stream = tar.extractfile(member)
-            if stream is None:  # pragma: no cover - regular members always have data
-                raise SystemExit(f"{nested}: cannot read {member.name}")
-            with stream:
-                data = stream.read()
-            if len(data) != member.size:
-                raise SystemExit(f"{nested}: {member.name} is truncated")
-            found[name] = data
-    missing = sorted(set(AMALGAMATION_FILES) - found.keys())
-    if missing:
-        raise SystemExit(f"{nested}: no {', '.join(missing)} under {AMALGAMATION_DIR}/")
-    for name, data in found.items():
-        atomic_write(dest / name, data)
-    return dest
 
 
 def build() -> bytes:
