@@ -40,6 +40,7 @@ import wasmtime
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.corpus import cache_dir, compile_c
+from tests.support.native_wasi import run_native
 from tests.support.sqlite import AMALGAMATION_DIR, NPM_PACKAGE, NPM_VERSION, amalgamation
 
 import wasync
@@ -174,33 +175,12 @@ def state_readers(wasm: bytes) -> int | None:
 # Running
 
 
-def run_once(engine: wasmtime.Engine, module: wasmtime.Module, tmp: Path) -> tuple[float, bytes]:
+def run_once(engine: wasmtime.Engine, module: wasmtime.Module) -> tuple[float, bytes]:
     """Instantiate and run ``_start`` once; the elapsed time and the program's stdout."""
-    out, err = tmp / "stdout", tmp / "stderr"
-    wasi = wasmtime.WasiConfig()
-    wasi.argv = ["sqlite_bench"]
-    wasi.stdout_file = str(out)
-    wasi.stderr_file = str(err)
-    store = wasmtime.Store(engine)
-    store.set_wasi(wasi)
-    linker = wasmtime.Linker(engine)
-    linker.define_wasi()
-    t0 = time.perf_counter()
-    instance = linker.instantiate(store, module)
-    start = instance.exports(store)["_start"]
-    if not isinstance(start, wasmtime.Func):
-        raise TypeError("_start is not a function")
-    try:
-        start(store)
-        code = 0
-    except wasmtime.ExitTrap as exc:
-        code = int(exc.code)
-    elapsed = time.perf_counter() - t0
-    del start, instance, store, linker  # closes WASI's handles on the output files
-    stdout = out.read_bytes()
-    if code != 0:
-        raise SystemExit(f"exit code {code}: {err.read_bytes().decode(errors='replace')}")
-    return elapsed, stdout
+    run = run_native(module, engine, ["sqlite_bench"])
+    if run.exit_code != 0:
+        raise SystemExit(f"exit code {run.exit_code}: {run.stderr.decode(errors='replace')}")
+    return run.seconds, run.stdout
 
 
 def main() -> int:
@@ -258,21 +238,19 @@ def main() -> int:
         print(f" {len(variant.wasm):,} bytes" + (f", {took:.1f} s" if took is not None else ""))
 
     expected: bytes | None = None
-    with tempfile.TemporaryDirectory(prefix="wasync-bench-") as tmpdir:
-        tmp = Path(tmpdir)
-        for round_ in range(args.repeat):
-            print(f"  run {round_ + 1}/{args.repeat}...", flush=True)
-            for variant in variants:
-                assert variant.module is not None
-                elapsed, stdout = run_once(engine, variant.module, tmp)
-                if expected is None:
-                    expected = stdout
-                    print(f"  output: {stdout.decode(errors='replace').strip()}")
-                elif stdout != expected:
-                    raise SystemExit(
-                        f"{variant.name}: output differs:\n{stdout!r}\nexpected\n{expected!r}"
-                    )
-                variant.best = min(variant.best, elapsed)
+    for round_ in range(args.repeat):
+        print(f"  run {round_ + 1}/{args.repeat}...", flush=True)
+        for variant in variants:
+            assert variant.module is not None
+            elapsed, stdout = run_once(engine, variant.module)
+            if expected is None:
+                expected = stdout
+                print(f"  output: {stdout.decode(errors='replace').strip()}")
+            elif stdout != expected:
+                raise SystemExit(
+                    f"{variant.name}: output differs:\n{stdout!r}\nexpected\n{expected!r}"
+                )
+            variant.best = min(variant.best, elapsed)
 
     plain, ref = variants[0], next(v for v in variants if v.name == REFERENCE)
     nfuncs = len(wasync.decode_module(base).codes)
