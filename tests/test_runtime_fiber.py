@@ -39,8 +39,10 @@ def test_cpu_guard_lets_the_loop_run() -> None:
         return ticks, elapsed
 
     ticks, elapsed = asyncio.run(main(5))
-    # The timer fires about every 5 ms while the wasm loop runs.
-    assert ticks >= elapsed / 0.005 * 0.3, (ticks, elapsed)
+    # The timer would fire every 5-10 ms (its own 5 ms sleep, then the next
+    # yield) on an idle machine; a loaded CI machine gets fewer, so the bound is
+    # loose: what it tells apart is "ticks all along" from "blocked throughout".
+    assert ticks >= max(5.0, elapsed / 0.005 * 0.1), (ticks, elapsed)
     unguarded_ticks, _ = asyncio.run(main(None))
     assert unguarded_ticks <= 1  # without the guard the loop is blocked throughout
 
