@@ -175,20 +175,7 @@ def test_binaryen_sleep_with_allocated_buffer(sleep_module: wasync.Module) -> No
     asyncio.run(main())
 
 
-@pytest.mark.parametrize(
-    "opt",
-    [
-        *OPTS[:-1],
-        pytest.param(
-            "wasync",
-            marks=pytest.mark.xfail(
-                raises=wasync.AsyncifyError,
-                strict=True,
-                reason="wasync's transform does not support in-wasm runtimes yet",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("opt", OPTS)
 def test_binaryen_pure_in_wasm_runtime(opt: str) -> None:
     """asyncify-pure.wat unwinds and rewinds itself from its start function, through
     the imports ``asyncify.*`` that the transform redirects: only a plain import

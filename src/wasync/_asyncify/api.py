@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from wasync._asyncify.analysis import AsyncifyAnalysis, analyze
+from wasync._asyncify.analysis import analyze
 from wasync._asyncify.options import AsyncifyOptions
 from wasync._asyncify.transform import transform_module
 from wasync._binary.decode import decode_module
 from wasync._binary.encode import encode_module
 from wasync._binary.types import ExternKind
-from wasync._errors import AsyncifyError
-
-if TYPE_CHECKING:
-    from wasync._binary.module import BinaryModule
 
 __all__ = ["AsyncifyReport", "asyncify", "asyncify_with_report"]
 
@@ -59,26 +55,6 @@ def _options(options: AsyncifyOptions | None, fields: dict[str, Any]) -> Asyncif
     return replace(options, **fields) if fields else options
 
 
-def _unsupported(m: BinaryModule, analysis: AsyncifyAnalysis, options: AsyncifyOptions) -> None:
-    """Options and constructs the transform does not implement yet: say so, never
-    write something that does not do what was asked."""
-    todo = []
-    if options.import_globals:
-        todo.append("import_globals (asyncify-import-globals / relocatable)")
-    if options.in_secondary_memory:
-        todo.append("in_secondary_memory")
-    if options.asserts:
-        todo.append("asserts")
-    if todo:
-        raise AsyncifyError(f"not supported by wasync's transform yet: {', '.join(todo)}")
-    if analysis.runtime_imports:
-        funcs = [i for i in m.imports if i.kind is ExternKind.FUNC]
-        names = sorted(f"{funcs[i].module}.{funcs[i].name}" for i in analysis.runtime_imports)
-        raise AsyncifyError(
-            f"in-wasm Asyncify runtimes (imports {', '.join(names)}) are not supported yet"
-        )
-
-
 def asyncify_with_report(
     wasm: bytes, options: AsyncifyOptions | None = None, **fields: Any
 ) -> tuple[bytes, AsyncifyReport]:
@@ -89,20 +65,34 @@ def asyncify_with_report(
     nimp = m.num_imported_funcs
     bodies = [m.body(nimp + i) for i in range(len(m.codes))]
     analysis = analyze(m, opts, bodies=bodies)
-    _unsupported(m, analysis, opts)
     sites = 0
     for f in analysis.instrumented:
         sites += sum(1 for ins in bodies[f - nimp].instrs if analysis.changes_state_at(f, ins))
+    # Read before the transform, which may remove imports (an in-wasm runtime's).
+    func_imports = [i for i in m.imports if i.kind is ExternKind.FUNC]
     transform_module(
         m,
         instrumented=analysis.instrumented,
         is_call_site=analysis.changes_state_at,
-        memory=analysis.memory or 0,
+        memory=analysis.memory,
+        secondary_memory_pages=opts.secondary_memory_size if opts.in_secondary_memory else None,
         export_globals=opts.export_globals,
+        import_globals=opts.import_globals,
+        runtime_imports=analysis.runtime_imports,
+        asserts_in=(
+            [
+                f
+                for f in range(nimp, nimp + len(bodies))
+                if f not in analysis.instrumented
+                and f not in analysis.top_most_runtime
+                and f not in analysis.bottom_most_runtime
+            ]
+            if opts.asserts
+            else ()
+        ),
     )
     out = encode_module(m)
     defined = range(nimp, nimp + len(bodies))
-    func_imports = [i for i in m.imports if i.kind is ExternKind.FUNC]
     report = AsyncifyReport(
         functions=len(bodies),
         instrumented={f: analysis.reasons.get(f, "") for f in sorted(analysis.instrumented)},

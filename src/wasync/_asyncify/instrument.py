@@ -174,6 +174,7 @@ class FunctionPlan:
     label_types: Callable[[Instr], tuple[tuple[ValType, ...], tuple[ValType, ...]]]
     sites: list[int] = field(default_factory=list)
     ptr64: bool = False  # memory64: the data pointer and header words are 64-bit
+    memory: int = 0  # the memory that holds the data
     # The (table, stack-pointer global) that saves references of one heap type
     # (a table of the nullable type), created on demand by the module transform.
     ref_table: Callable[[HeapType], tuple[int, int]] | None = None
@@ -1051,7 +1052,7 @@ class _Instrumenter:
         rb = self._scratch("ref_base") if group_at else -1
 
         def mem(name: str, offset: int) -> Instr:
-            return _i(name, MemArg(0, offset, 0))
+            return _i(name, MemArg(0, offset, self.plan.memory))
 
         def slot(j: int) -> list[Instr]:
             if j == 0:

@@ -29,9 +29,11 @@ from wasync._binary.module import (
     Export,
     FuncBody,
     Global,
+    Import,
     SegmentMode,
     Table,
 )
+from wasync._binary.reindex import reindex
 from wasync._binary.types import (
     FUNCREF,
     AbsHeap,
@@ -54,7 +56,7 @@ from wasync._ir.instr import Body, Instr, MemArg, encode_instrs
 from wasync._ir.stack import ModuleTypes, type_function
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection
+    from collections.abc import Callable, Collection, Mapping
 
 __all__ = ["ABI_EXPORTS", "transform_module"]
 
@@ -67,18 +69,39 @@ ABI_EXPORTS = (
 )
 
 
-def _memory0(m: BinaryModule) -> Limits:
-    """Memory 0, which holds the Asyncify data. A module without memory gets one
-    (one page, exported as "memory" when that name is free), as Binaryen does,
-    so that a runtime can place the data buffer."""
+def _data_memory(
+    m: BinaryModule, memory: int | None, secondary_pages: int | None
+) -> tuple[int, Limits]:
+    """The memory that holds the Asyncify data (index and limits).
+
+    * `secondary_pages`: a new memory of that many pages (minimum and maximum),
+      appended to the memory index space and exported as ``asyncify_memory``
+      (Binaryen's name for it; Binaryen does not export it, which leaves a host
+      no way to place the data there);
+    * else memory `memory`; a module without memory gets one (one page,
+      exported as "memory" when that name is free), as Binaryen does, so that
+      a runtime can place the data buffer."""
     mems = [i.desc for i in m.imports if isinstance(i.desc, Limits)] + list(m.memories)
+    if secondary_pages is not None:
+        added = Limits(secondary_pages, secondary_pages)
+        m.memories.append(added)
+        taken = {e.name for e in m.exports}
+        name, n = "asyncify_memory", 0
+        while name in taken:
+            n += 1
+            name = f"asyncify_memory_{n}"
+        m.exports.append(Export(name, ExternKind.MEMORY, len(mems)))
+        return len(mems), added
     if not mems:
         added = Limits(1)
         m.memories.append(added)
         if not any(e.name == "memory" for e in m.exports):
             m.exports.append(Export("memory", ExternKind.MEMORY, 0))
-        return added
-    return mems[0]
+        return 0, added
+    index = memory or 0
+    if not 0 <= index < len(mems):
+        raise AsyncifyError(f"memory {index} does not exist (the module has {len(mems)})")
+    return index, mems[index]
 
 
 def _type_index(m: BinaryModule, ft: FuncType) -> int:
@@ -98,15 +121,15 @@ def _const(value: int, wide: bool = False) -> ConstExpr:
     return ConstExpr(bytes(encode_instrs([const, _i("end")])))
 
 
-def _check_bounds(data: int, ptr64: bool) -> list[Instr]:
+def _check_bounds(data: int, ptr64: bool, memory: int) -> list[Instr]:
     """``if (position > end) unreachable`` (Binaryen's check in start/stop)."""
     pre, word = ("i64", 8) if ptr64 else ("i32", 4)
     align = 3 if ptr64 else 2
     return [
         _i("global.get", data),
-        _i(f"{pre}.load", MemArg(align, 0, 0)),
+        _i(f"{pre}.load", MemArg(align, 0, memory)),
         _i("global.get", data),
-        _i(f"{pre}.load", MemArg(align, word, 0)),
+        _i(f"{pre}.load", MemArg(align, word, memory)),
         _i(f"{pre}.gt_u"),
         _i("if", None),
         _i("unreachable"),
@@ -114,8 +137,11 @@ def _check_bounds(data: int, ptr64: bool) -> list[Instr]:
     ]
 
 
-def _abi_bodies(state: int, data: int, ptr64: bool) -> dict[str, tuple[bool, bool, list[Instr]]]:
+def _abi_bodies(
+    state: int, data: int, ptr64: bool, memory: int
+) -> dict[str, tuple[bool, bool, list[Instr]]]:
     """name -> (takes the pointer, returns the state, body instructions)."""
+    check = _check_bounds(data, ptr64, memory)
 
     def set_state(value: int) -> list[Instr]:
         return [_i("i32.const", value), _i("global.set", state)]
@@ -125,22 +151,22 @@ def _abi_bodies(state: int, data: int, ptr64: bool) -> dict[str, tuple[bool, boo
         "asyncify_start_unwind": (
             True,
             False,
-            set_state(STATE_UNWINDING) + set_data + _check_bounds(data, ptr64),
+            set_state(STATE_UNWINDING) + set_data + check,
         ),
         "asyncify_stop_unwind": (
             False,
             False,
-            set_state(STATE_NORMAL) + _check_bounds(data, ptr64),
+            set_state(STATE_NORMAL) + check,
         ),
         "asyncify_start_rewind": (
             True,
             False,
-            set_state(STATE_REWINDING) + set_data + _check_bounds(data, ptr64),
+            set_state(STATE_REWINDING) + set_data + check,
         ),
         "asyncify_stop_rewind": (
             False,
             False,
-            set_state(STATE_NORMAL) + _check_bounds(data, ptr64),
+            set_state(STATE_NORMAL) + check,
         ),
         "asyncify_get_state": (False, True, [_i("global.get", state)]),
     }
@@ -153,25 +179,37 @@ def transform_module(
     unwinding_imports: Collection[int] = (),
     indirect_may_unwind: bool = True,
     is_call_site: Callable[[int, Instr], bool] | None = None,
-    memory: int = 0,
+    memory: int | None = 0,
+    secondary_memory_pages: int | None = None,
     export_globals: bool = False,
+    import_globals: bool = False,
+    runtime_imports: Mapping[int, str] | None = None,
+    asserts_in: Collection[int] = (),
 ) -> BinaryModule:
     """Instrument `instrumented` functions of `m` in place and add the ABI.
 
     A call is a site when `is_call_site(caller, instr)` says so (the analysis'
     answer); without it, calls to `instrumented` functions or
-    `unwinding_imports`, and indirect calls when `indirect_may_unwind`."""
-    if memory != 0:
-        raise AsyncifyError(
-            "keeping the Asyncify data in a memory other than memory 0 is not supported yet"
-        )
-    ptr64 = _memory0(m).is64
+    `unwinding_imports`, and indirect calls when `indirect_may_unwind`.
+
+    The data lives in memory `memory` (None: the module has none, add one), or
+    in a new memory of `secondary_memory_pages` pages. `runtime_imports` maps
+    the imports of an in-wasm runtime (``asyncify.start_unwind`` ...) to what
+    they stand for (``"start_unwind"`` ...): they are removed, and calls to them
+    call the generated functions. With `import_globals` the two globals are
+    imported from ``env`` instead of defined. Functions in `asserts_in` (not
+    instrumented) get Binaryen's asserts: a trap when a call changes the state."""
+    mem_index, mem_limits = _data_memory(m, memory, secondary_memory_pages)
+    ptr64 = mem_limits.is64
     ptr_t = NumType.I64 if ptr64 else NumType.I32
     names = m.function_names()
     clash = {e.name for e in m.exports} & set(ABI_EXPORTS)
     if clash:
         raise AsyncifyError(f"the module already exports {', '.join(sorted(clash))}")
-    n_globals = sum(1 for i in m.imports if i.kind is ExternKind.GLOBAL) + len(m.globals)
+    runtime = dict(runtime_imports or {})
+    _check_runtime_imports(m, runtime, ptr_t)
+    n_imported_globals = sum(1 for i in m.imports if i.kind is ExternKind.GLOBAL)
+    n_globals = n_imported_globals + len(m.globals)
     state, data = n_globals, n_globals + 1
     m.globals.append(Global(GlobalType(NumType.I32, True), _const(0)))
     m.globals.append(Global(GlobalType(ptr_t, True), _const(0, ptr64)))
@@ -246,6 +284,7 @@ def transform_module(
             is_site=functools.partial(site_test, f),
             label_types=label_types,
             ptr64=ptr64,
+            memory=mem_index,
             ref_table=refs.table,
             dummy=refs.dummy,
             is_func_type=is_func_type,
@@ -260,22 +299,130 @@ def transform_module(
         new_body: Body = instrument_function(plan, body, typing)
         m.codes[f - nimp] = FuncBody(new_body.encode())
 
+    for f in sorted(asserts_in):
+        if f >= nimp and f not in bodies:
+            m.codes[f - nimp] = FuncBody(
+                _with_asserts(m.body(f), len(func_type(mt.func_type_indices[f]).params), state)
+            )
+
     refs.finish()
     # The ABI functions, appended at the end of the function index space.
     ptr_type = _type_index(m, FuncType((ptr_t,), ()))
     void_type = _type_index(m, FuncType((), ()))
     state_type = _type_index(m, FuncType((), (NumType.I32,)))
     next_index = nimp + len(m.functions)
-    for name, (takes_ptr, returns, instrs) in _abi_bodies(state, data, ptr64).items():
+    abi_index: dict[str, int] = {}
+    for name, (takes_ptr, returns, instrs) in _abi_bodies(state, data, ptr64, mem_index).items():
         tidx = ptr_type if takes_ptr else state_type if returns else void_type
         m.functions.append(tidx)
         m.codes.append(FuncBody(Body([], [*instrs, _i("end")]).encode()))
         m.exports.append(Export(name, ExternKind.FUNC, next_index))
+        abi_index[name] = next_index
         next_index += 1
     if export_globals:
         m.exports.append(Export("__asyncify_state", ExternKind.GLOBAL, state))
         m.exports.append(Export("__asyncify_data", ExternKind.GLOBAL, data))
+    if runtime or import_globals:
+        _renumber(m, runtime, abi_index, (state, data) if import_globals else None)
     return m
+
+
+def _check_runtime_imports(m: BinaryModule, runtime: Mapping[int, str], ptr_t: NumType) -> None:
+    """The in-wasm runtime's imports must have the types of the functions that
+    replace them."""
+    if not runtime:
+        return
+    funcs = [i for i in m.imports if i.kind is ExternKind.FUNC]
+    for index, base in sorted(runtime.items()):
+        imp = funcs[index]
+        want = FuncType((ptr_t,), ()) if base.startswith("start_") else FuncType((), ())
+        got = m.func_type(index)
+        if got != want:
+            raise AsyncifyError(
+                f"import {imp.module}.{imp.name} (function {index}) has type {_sig(got)}, but "
+                f"asyncify_{base}, which replaces it, has type {_sig(want)}"
+            )
+
+
+def _sig(ft: FuncType) -> str:
+    return f"({', '.join(map(str, ft.params))}) -> ({', '.join(map(str, ft.results))})"
+
+
+def _with_asserts(body: Body, nparams: int, state: int) -> bytes:
+    """Binaryen's asserts in a function that is not instrumented: remember the
+    state on entry, and trap when a call returns with another state (the
+    function would otherwise carry on as if nothing was unwinding). A tail call
+    leaves no point after it to check."""
+    old = nparams + sum(n for n, _ in body.locals)
+    check = [
+        _i("global.get", state),
+        _i("local.get", old),
+        _i("i32.ne"),
+        _i("if", None),
+        _i("unreachable"),
+        _i("end"),
+    ]
+    instrs: list[Instr] = [_i("global.get", state), _i("local.set", old)]
+    for ins in body.instrs:
+        instrs.append(ins)
+        if ins.op.name in ("call", "call_indirect", "call_ref"):
+            instrs.extend(check)
+    locals_ = [*body.locals, (1, NumType.I32)]
+    return Body(locals_, instrs).encode()
+
+
+def _renumber(
+    m: BinaryModule,
+    runtime: Mapping[int, str],
+    abi_index: Mapping[str, int],
+    imported: tuple[int, int] | None,
+) -> None:
+    """Remove the in-wasm runtime's imports (their callers now call the ABI
+    functions) and, with `imported`, turn the state and data globals into
+    imports from ``env``: both shift index spaces, which :func:`reindex`
+    rewrites everywhere."""
+    nfuncs = m.num_imported_funcs + len(m.functions)
+    fmap: list[int] | None = None
+    kept: dict[int, int] | None = None
+    if runtime:
+        removed = 0
+        shifted = []
+        for f in range(nfuncs):
+            shifted.append(f - removed)
+            if f in runtime:
+                removed += 1
+        fmap = [
+            shifted[abi_index[f"asyncify_{runtime[f]}"]] if f in runtime else shifted[f]
+            for f in range(nfuncs)
+        ]
+        kept = {f: shifted[f] for f in range(nfuncs) if f not in runtime}
+        func_imports = [i for i in m.imports if i.kind is ExternKind.FUNC]
+        drop = {id(func_imports[f]) for f in runtime}
+        m.imports = [i for i in m.imports if id(i) not in drop]
+    gmap: list[int] | None = None
+    if imported is not None:
+        state, data = imported
+        n_imported = sum(1 for i in m.imports if i.kind is ExternKind.GLOBAL)
+        defined = m.globals
+        data_type = defined[data - n_imported].type
+        state_type = defined[state - n_imported].type
+        n_globals = n_imported + len(defined)
+        gmap = []
+        for g in range(n_globals):
+            if g < n_imported:
+                gmap.append(g)
+            elif g == state:
+                gmap.append(n_imported)
+            elif g == data:
+                gmap.append(n_imported + 1)
+            else:
+                # Defined globals after the two moved ones (reference-saving
+                # stack pointers) shift down past them; all shift up by two.
+                gmap.append(g + 2 - sum(1 for moved in (state, data) if moved < g))
+        m.globals = [gl for k, gl in enumerate(defined) if n_imported + k not in (state, data)]
+        m.imports.append(Import("env", "__asyncify_state", ExternKind.GLOBAL, state_type))
+        m.imports.append(Import("env", "__asyncify_data", ExternKind.GLOBAL, data_type))
+    reindex(m, funcs=fmap, globals_=gmap, kept_funcs=kept)
 
 
 def _tail_owners(
