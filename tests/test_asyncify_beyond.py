@@ -597,3 +597,98 @@ def test_deep_tail_recursion_stays_a_tail_call() -> None:
 
 def test_binaryen_rejects_tail_calls() -> None:
     binaryen_rejects(TAIL, "tail calls not yet supported")
+
+
+TAIL_INDIRECT = """(module
+  (import "env" "sleep" (func $sleep (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (type $step (func (param i32 i64 i32) (result i64)))
+  (type $cnt (func (param i32 i32) (result i32)))
+  (table $t 4 funcref)
+  (elem (table $t) (i32.const 0) func $even $odd $count)
+  (elem declare func $odd $even)
+  ;; as in TAIL, but $even reaches $odd through the table and $odd reaches
+  ;; $even through a function reference; $count tail-calls itself through the
+  ;; table
+  (func $even (export "even") (type $step) (local $k i64)
+    (local.set $k (i64.mul (local.get 1) (i64.const 3)))
+    (if (i32.eqz (local.get 0))
+      (then
+        (if (local.get 2)
+          (then (return (i64.add (local.get $k)
+            (i64.extend_i32_u (call $sleep (local.get 2)))))))
+        (return (local.get 1))))
+    (return_call_indirect $t (type $step) (i32.sub (local.get 0) (i32.const 1))
+      (i64.add (local.get 1) (i64.extend_i32_u (local.get 0))) (local.get 2)
+      (i32.const 1)))
+  (func $odd (type $step)
+    (if (i32.eqz (local.get 0))
+      (then (return (i64.sub (i64.const 0) (i64.extend_i32_u
+        (call $sleep (i32.add (local.get 2) (i32.wrap_i64 (local.get 1)))))))))
+    (return_call_ref $step (i32.sub (local.get 0) (i32.const 1))
+      (i64.xor (local.get 1) (i64.extend_i32_u (local.get 0))) (local.get 2)
+      (ref.func $even)))
+  (func $count (export "count") (type $cnt)
+    (if (i32.eqz (local.get 0)) (then (return (call $sleep (local.get 1)))))
+    (return_call_indirect $t (type $cnt) (i32.sub (local.get 0) (i32.const 1)) (local.get 1)
+      (i32.const 2)))
+  (func (export "outer") (param $n i32) (result i64) (local $x i64)
+    (local.set $x (i64.extend_i32_u (local.get $n)))
+    (i64.add (call $even (local.get $n) (i64.const 0) (i32.const 2)) (local.get $x))))"""
+
+
+def test_indirect_tail_calls_suspending_deep_in_a_chain() -> None:
+    """``return_call_indirect`` and ``return_call_ref`` stay tail calls: the
+    frame of whichever instrumented function of the type is on top is handed
+    over to on a rewind."""
+    runner, _ = differential(
+        TAIL_INDIRECT,
+        [
+            ("even", [("i32", 10), ("i64", 1), ("i32", 1)]),
+            ("even", [("i32", 100_001), ("i64", 5), ("i32", 3)]),
+            ("count", [("i32", 200_000), ("i32", 4)]),
+            ("outer", [("i32", 7)]),
+            ("outer", [("i32", 8)]),
+        ],
+    )
+    assert runner.suspensions == 5
+    names = _op_names(wasync.asyncify(wat(TAIL_INDIRECT)))
+    assert {"return_call_indirect", "return_call_ref"} <= names
+    args: list[WasmValue] = [("i32", 1_000_000), ("i64", 0), ("i32", 0)]
+    plain = Runner(wat(TAIL_INDIRECT), SLEEP, asyncify=False, memory0="memory")
+    assert runner.call("even", args) == plain.call("even", args)
+
+
+TAIL_TO_IMPORT = """(module
+  (import "env" "sleep" (func $sleep (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (type $t (func (param i32) (result i32)))
+  (table 2 funcref)
+  (elem (i32.const 0) func $sleep $twice)
+  (func $twice (type $t) (i32.mul (local.get 0) (i32.const 2)))
+  ;; a tail call straight to the import, and one through the table that may
+  ;; land on it
+  (func $direct (export "direct") (param i32) (result i32) (local $y i32)
+    (local.set $y (i32.add (local.get 0) (i32.const 1)))
+    (return_call $sleep (local.get $y)))
+  (func (export "indirect") (param i32) (param i32) (result i32)
+    (return_call_indirect (type $t) (local.get 0) (local.get 1)))
+  (func (export "outer") (param i32) (result i32) (local $z i32)
+    (local.set $z (i32.mul (local.get 0) (i32.const 100)))
+    (i32.add (call $direct (local.get 0)) (local.get $z))))"""
+
+
+def test_tail_calls_to_an_import_that_suspends() -> None:
+    """An import leaves no frame to hand over to, so a tail call that may reach
+    one becomes a call and ``return`` (one frame deeper, once)."""
+    differential(
+        TAIL_TO_IMPORT,
+        [
+            ("direct", [("i32", 4)]),
+            ("outer", [("i32", 3)]),
+            ("indirect", [("i32", 6), ("i32", 0)]),
+        ],
+    )
+    runner = Runner(wasync.asyncify(wat(TAIL_TO_IMPORT)), SLEEP, asyncify=True, memory0="memory")
+    assert runner.call("indirect", [("i32", 6), ("i32", 1)]) == [("i32", 12)]
+    assert runner.suspensions == 0

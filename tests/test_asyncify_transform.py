@@ -83,11 +83,12 @@ def test_options_restrict_the_instrumentation() -> None:
         ),
         (
             """(module (import "env" "sleep" (func $sleep)) (memory 1)
-              (func $f (return_call $sleep)))""",
-            "tail call",
+              (type $s (struct (field (ref $s))))
+              (func $f (result (ref $s)) (call $sleep) (unreachable)))""",
+            "cannot make a dummy value",
         ),
     ],
-    ids=["br_on_non_null", "tail-call"],
+    ids=["br_on_non_null", "uninhabited-result"],
 )
 def test_unsupported_constructs_are_clear_errors(source: str, message: str) -> None:
     with pytest.raises(wasync.AsyncifyError, match=message) as info:

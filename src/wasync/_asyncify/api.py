@@ -79,6 +79,7 @@ def asyncify_with_report(
         export_globals=opts.export_globals,
         import_globals=opts.import_globals,
         runtime_imports=analysis.runtime_imports,
+        changes_state=analysis.can_change_state,
         asserts_in=(
             [
                 f

@@ -68,8 +68,10 @@ Beyond Binaryen:
   function that may unwind, every frame ends with its owner's function index;
   a function called on a rewind whose top frame belongs to a function its tail
   calls reach hands over with ``return_call`` of that owner (dummy arguments:
-  its frame restores them). Indirect tail calls that may unwind, and tail calls
-  to imports that may unwind, are refused.
+  its frame restores them). An indirect tail call that may unwind reaches
+  every instrumented function of its type; one that may reach an import (or a
+  top-most runtime function) that unwinds becomes a call and ``return``, since
+  such a callee leaves no frame to hand over to.
 """
 
 from __future__ import annotations
@@ -1088,6 +1090,16 @@ class _Instrumenter:
                 for t in params:
                     prologue += dummy(t)
                 prologue += [_i("return_call", g), _i("end")]
+            # A frame of any other function cannot be on top here: trap rather
+            # than restore this function from it.
+            prologue += [
+                _i("local.get", owner),
+                _i("i32.const", self.plan.func_index),
+                _i("i32.ne"),
+                _i("if", None),
+                _i("unreachable"),
+                _i("end"),
+            ]
         prologue += [
             _i("global.get", data_global),
             _i("global.get", data_global),

@@ -185,6 +185,7 @@ def transform_module(
     import_globals: bool = False,
     runtime_imports: Mapping[int, str] | None = None,
     asserts_in: Collection[int] = (),
+    changes_state: Collection[int] | None = None,
 ) -> BinaryModule:
     """Instrument `instrumented` functions of `m` in place and add the ABI.
 
@@ -198,7 +199,10 @@ def transform_module(
     they stand for (``"start_unwind"`` ...): they are removed, and calls to them
     call the generated functions. With `import_globals` the two globals are
     imported from ``env`` instead of defined. Functions in `asserts_in` (not
-    instrumented) get Binaryen's asserts: a trap when a call changes the state."""
+    instrumented) get Binaryen's asserts: a trap when a call changes the state.
+    `changes_state` (default: the instrumented functions and unwinding imports)
+    are the functions that can change the state, imports and top-most runtime
+    functions included: what an indirect tail call may reach."""
     mem_index, mem_limits = _data_memory(m, memory, secondary_memory_pages)
     ptr64 = mem_limits.is64
     ptr_t = NumType.I64 if ptr64 else NumType.I32
@@ -270,7 +274,10 @@ def transform_module(
 
     site_test = is_call_site or default_site
     bodies = {f: m.body(f) for f in sorted(instrumented) if f >= nimp}
-    owners = _tail_owners(bodies, site_test, names)
+    changing = set(may_unwind) if changes_state is None else set(changes_state)
+    owners = _tail_owners(
+        bodies, site_test, changing, [func_type(t) for t in mt.func_type_indices], func_type
+    )
     for f, body in bodies.items():
         typing = type_function(m, f, body=body, module_types=mt)
         ft = func_type(mt.func_type_indices[f])
@@ -296,7 +303,13 @@ def transform_module(
                 for g in sorted((owners or {}).get(f, ()))
             ),
         )
-        new_body: Body = instrument_function(plan, body, typing)
+        try:
+            new_body: Body = instrument_function(plan, body, typing)
+        except AsyncifyError as e:
+            where = f"function {f}" + (f" {names[f]!r}" if f in names else "")
+            if str(e).startswith(where):
+                raise
+            raise AsyncifyError(f"{where}: {e}") from None
         m.codes[f - nimp] = FuncBody(new_body.encode())
 
     for f in sorted(asserts_in):
@@ -428,33 +441,55 @@ def _renumber(
 def _tail_owners(
     bodies: dict[int, Body],
     site_test: Callable[[int, Instr], bool],
-    names: dict[int, str],
+    changing: set[int],
+    signatures: list[FuncType],
+    func_type: Callable[[int], FuncType],
 ) -> dict[int, set[int]] | None:
     """Per function, the functions its suspending tail calls reach (through
     chains of such tail calls): their frames may be on top when it is called
     on a rewind. None when the module has no suspending tail call (frames then
-    carry no owner tag). A tail call that may suspend must be a direct
-    ``return_call`` of an instrumented function: the target of an indirect one
-    is unknown, and an import unwinds without a frame to hand over to."""
+    carry no owner tag).
+
+    A direct ``return_call`` reaches its target. An indirect one
+    (``return_call_indirect``, ``return_call_ref``) reaches every instrumented
+    function of its type. A tail call that may reach code which changes the
+    state without a frame of its own (an import, or a top-most runtime function)
+    becomes a plain call followed by ``return`` in `bodies`: on a rewind the
+    caller's frame must be there to resume. Such a call is one frame deeper
+    than the tail call was, once (an import does not tail-call back)."""
     direct: dict[int, set[int]] = {}
+    frameless = changing - bodies.keys()
+    by_type: dict[FuncType, set[int]] = {}
+    for g in bodies:
+        by_type.setdefault(signatures[g], set()).add(g)
+    frameless_types = {signatures[g] for g in frameless}
     for f, body in bodies.items():
-        for ins in body.instrs:
+        rewritten: list[Instr] | None = None
+        for k, ins in enumerate(body.instrs):
             name = ins.op.name
             if not name.startswith("return_call") or not site_test(f, ins):
                 continue
-            where = f"function {f}" + (f" {names[f]!r}" if f in names else "")
-            if name != "return_call":
-                raise AsyncifyError(
-                    f"{where}: indirect tail call `{ins}` to code that may suspend is not "
-                    "supported (its target's frame could not be found on a rewind)"
-                )
-            target = int(ins.imm)
-            if target not in bodies:
-                raise AsyncifyError(
-                    f"{where}: tail call `{ins}` to an import that may suspend is not "
-                    "supported (the import leaves no frame to rewind into)"
-                )
-            direct.setdefault(f, set()).add(target)
+            if name == "return_call":
+                target = int(ins.imm)
+                if target in bodies:
+                    direct.setdefault(f, set()).add(target)
+                    continue
+                plain = _i("call", target)
+            else:
+                tidx = ins.imm[0] if name == "return_call_indirect" else int(ins.imm)
+                ft = func_type(tidx)
+                if ft not in frameless_types:
+                    direct.setdefault(f, set()).update(by_type.get(ft, ()))
+                    continue
+                plain = _i(name.removeprefix("return_"), ins.imm)
+            if rewritten is None:
+                rewritten = list(body.instrs[:k])
+                done = k
+            rewritten += body.instrs[done:k]
+            rewritten += [plain, _i("return")]
+            done = k + 1
+        if rewritten is not None:
+            body.instrs = rewritten + body.instrs[done:]
     if not direct:
         return None
     closure: dict[int, set[int]] = {}
