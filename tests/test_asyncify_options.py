@@ -11,6 +11,7 @@ validates.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -69,7 +70,8 @@ class Host:
     """Instantiates `wasm` with an ``env.sleep`` that unwinds on its first call
     and finishes the rewind on the second, and drives an export through one
     suspension per sleep (rewinding with dummy arguments, as Binaryen's host
-    does). The header lives in memory `memory` at `header`."""
+    does). The header lives in memory `memory` at `header`; `extra` makes more
+    ``env`` imports in the host's store."""
 
     def __init__(
         self,
@@ -78,14 +80,14 @@ class Host:
         memory: str = "memory",
         header: int = 16,
         end: int = 1024,
-        extra: dict[str, Any] | None = None,
+        extra: Callable[[wasmtime.Store], dict[str, Any]] | None = None,
     ) -> None:
         self.store = wasmtime.Store(ENGINE)
         self.header, self.end = header, end
         self.sleeps = 0
         linker = wasmtime.Linker(ENGINE)
         linker.define_func("env", "sleep", wasmtime.FuncType([], []), self._sleep)
-        for name, item in (extra or {}).items():
+        for name, item in (extra(self.store) if extra else {}).items():
             linker.define(self.store, "env", name, item)
         self.instance = linker.instantiate(self.store, wasmtime.Module(ENGINE, wasm))
         mem = self.instance.exports(self.store)[memory]
@@ -247,7 +249,7 @@ def test_import_globals() -> None:
             "__asyncify_data": store_globals["data"],
         }
 
-    h = _host_with(out, make)
+    h = Host(out, extra=make)
     assert h.run("run", 10) == 10 + 101 + 5
     assert h.sleeps == 1
     assert h.call("sp") == 101  # the code before the sleep ran once
@@ -257,23 +259,6 @@ def test_import_globals() -> None:
     # The host's globals are the module's: the data pointer is the header.
     assert store_globals["data"].value(h.store) == h.header
     assert store_globals["state"].value(h.store) == 0
-
-
-def _host_with(wasm: bytes, make: Any) -> Host:
-    """A Host whose extra imports are made in its own store."""
-    store = wasmtime.Store(ENGINE)
-    items = make(store)
-    h = Host.__new__(Host)
-    h.store, h.header, h.end, h.sleeps = store, 16, 1024, 0
-    linker = wasmtime.Linker(ENGINE)
-    linker.define_func("env", "sleep", wasmtime.FuncType([], []), h._sleep)
-    for name, item in items.items():
-        linker.define(store, "env", name, item)
-    h.instance = linker.instantiate(store, wasmtime.Module(ENGINE, wasm))
-    mem = h.instance.exports(store)["memory"]
-    assert isinstance(mem, wasmtime.Memory)
-    h.memory, h.is64 = mem, False
-    return h
 
 
 def test_import_and_export_globals_conflict() -> None:
@@ -297,7 +282,7 @@ def _log_host(wasm: bytes, log: list[int]) -> Host:
             "log": wasmtime.Func(store, wasmtime.FuncType([wasmtime.ValType.i32()], []), log.append)
         }
 
-    return _host_with(wasm, make)
+    return Host(wasm, extra=make)
 
 
 def test_asserts_catch_an_unwind_through_code_that_is_not_instrumented() -> None:

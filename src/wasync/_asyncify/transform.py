@@ -51,14 +51,14 @@ from wasync._binary.types import (
     TableType,
     ValType,
 )
-from wasync._errors import AsyncifyError, ValidationError
+from wasync._errors import AsyncifyError, DecodeError, ValidationError
 from wasync._ir.instr import Body, Instr, MemArg, encode_instrs
 from wasync._ir.stack import ModuleTypes, type_function
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping
 
-__all__ = ["ABI_EXPORTS", "transform_module"]
+__all__ = ["ABI_EXPORTS", "data_memory", "transform_module"]
 
 ABI_EXPORTS = (
     "asyncify_start_unwind",
@@ -578,3 +578,24 @@ class _RefSupport:
 
 def _table_address(t: TableType) -> ValType:
     return NumType.I64 if t.limits.is64 else NumType.I32
+
+
+def data_memory(m: BinaryModule) -> int | None:
+    """Which memory an Asyncify-transformed module keeps its data in, read from
+    its own ``asyncify_start_unwind`` (Binaryen's and wasync's both load the
+    header from it to check the bounds): the memory index of the first load
+    there, or None when the module has no such export or it loads nothing."""
+    index = next(
+        (e.index for e in m.exports if e.kind is ExternKind.FUNC and e.name == ABI_EXPORTS[0]),
+        None,
+    )
+    if index is None or index < m.num_imported_funcs:
+        return None
+    try:
+        body = m.body(index)
+    except (DecodeError, IndexError):
+        return None
+    for ins in body.instrs:
+        if isinstance(ins.imm, MemArg) and ins.op.name.endswith(".load"):
+            return ins.imm.memory
+    return None
