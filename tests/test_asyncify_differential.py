@@ -224,6 +224,7 @@ class Prepared:
     plain: bytes = b""
     transformed: bytes = b""
     memory0: str = ""
+    memory64: bool = False  # memory 0 (which holds the Asyncify data) is 64-bit
     skip: str | None = None
     invalid: str | None = None  # the transformed module does not validate
 
@@ -247,12 +248,10 @@ def prepare(data: bytes, *, ticks: bool) -> Prepared:
         REPORT[f"{'ticks' if ticks else 'imports'}: memory added (module had none)"] += 1
     elif mems[0].shared:
         return Prepared(skip="memory 0 is shared")
-    elif mems[0].is64:
-        # The transform rejects it too, and the driver writes 32-bit headers.
-        return Prepared(skip="memory 0 is 64-bit (not supported by the transform yet)")
     elif m.memories and len(mems) == len(m.memories) and mems[0].max is not None:
-        # Room for the buffer page that both runs grow.
-        if mems[0].max >= 1 << 16:
+        # Room for the buffer page that both runs grow (the most pages a memory can
+        # have: 2**16 of 64 KiB for a 32-bit memory, 2**48 for a 64-bit one).
+        if mems[0].max >= 1 << (48 if mems[0].is64 else 16):
             return Prepared(skip="memory 0 is at its maximum size")
         m.memories[0] = dataclasses.replace(mems[0], max=mems[0].max + 1)
     memory0 = export_memory0(m)
@@ -271,7 +270,7 @@ def prepare(data: bytes, *, ticks: bool) -> Prepared:
     except wasmtime.WasmtimeError as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         return Prepared(invalid=lines[-1] if lines else str(e))
-    return Prepared(plain, transformed, memory0)
+    return Prepared(plain, transformed, memory0, memory64=bool(mems) and mems[0].is64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,6 +325,7 @@ class Pair:
     plain: Runner
     transformed: Runner
     failures: list[str] = field(default_factory=list)
+    memory64: bool = False
 
     def run(self, action: Action, what: str) -> None:
         n0, n1 = len(self.plain.calls), len(self.transformed.calls)
@@ -344,6 +344,8 @@ class Pair:
             a = outcome_of(lambda: self.plain.call(action.name, args))
             b = outcome_of(lambda: self.transformed.call(action.name, args))
         REPORT[f"{what}: actions compared"] += 1
+        if self.memory64:
+            REPORT[f"{what}: actions compared (64-bit memory 0)"] += 1
         where = f"{self.where}, line {action.line} ({action.kind} {action.name!r})"
         if a == ("trap", wasmtime.TrapCode.OUT_OF_FUEL):
             self.failures.append(f"{where}: the original ran out of fuel: raise SPEC_FUEL")
@@ -382,7 +384,7 @@ def make_pair(where: str, prep: Prepared, ticks: bool) -> tuple[Pair | None, lis
     if isinstance(va, Runner) and isinstance(vb, Runner):
         if va.calls != vb.calls:
             return None, [f"{where}: import calls during instantiation differ"]
-        return Pair(where, va, vb), []
+        return Pair(where, va, vb, memory64=prep.memory64), []
     if (ka, va) == (kb, vb):
         REPORT[f"{'ticks' if ticks else 'imports'}: instantiation fails alike in both"] += 1
         return None, []
@@ -406,6 +408,7 @@ def spec_script(path: Path, *, ticks: bool) -> tuple[list[str], list[str]]:
     actions_of: Counter[int] = Counter()
     failures: dict[int, list[str]] = {}
     tried: set[int] = set()
+    tried64: set[int] = set()  # of those, modules whose memory 0 is 64-bit
 
     def pair_for(mod: WastModule) -> Pair | None:
         key = id(mod)
@@ -429,6 +432,9 @@ def spec_script(path: Path, *, ticks: bool) -> tuple[list[str], list[str]]:
             return None
         REPORT[f"{what}: modules tried"] += 1
         tried.add(key)
+        if prep.memory64:
+            REPORT[f"{what}: modules tried (64-bit memory 0)"] += 1
+            tried64.add(key)
         if prep.invalid is not None:
             failures[key] = [f"{where}: the transformed module is invalid: {prep.invalid}"]
             return None
@@ -481,6 +487,8 @@ def spec_script(path: Path, *, ticks: bool) -> tuple[list[str], list[str]]:
             REPORT[f"{what}: modules failed"] += 1
         elif key in tried:
             REPORT[f"{what}: modules passed"] += 1
+            if key in tried64:
+                REPORT[f"{what}: modules passed (64-bit memory 0)"] += 1
         if pair is not None:
             REPORT[f"{what}: suspensions"] += pair.transformed.suspensions
     return unexpected, known

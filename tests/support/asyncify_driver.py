@@ -7,13 +7,15 @@ Asyncify-transformed, and **every** call to a function import suspends, followin
 the ABI of ``DESIGN.md``:
 
 1. the import is called in state 0: the runner records its arguments, writes the
-   buffer header (position = buffer + 8, end) and calls
-   ``asyncify_start_unwind(buffer)``; the import returns zeros;
+   buffer header (position = the first byte after the header, end) and calls
+   ``asyncify_start_unwind(buffer)``; the import returns zeros. The header is two
+   u32 words (position at +0, end at +4), or two u64 words (+0, +8) and an i64
+   ``buffer`` pointer when memory 0 is 64-bit;
 2. the export returns in state 1: ``asyncify_stop_unwind()``; the Python
    implementation runs (outside wasm); ``asyncify_start_rewind(buffer)``; the
    **same export** is called again (with the same arguments, or zeros);
 3. the import is called again in state 2 with the same arguments: the header
-   position must be back at buffer + 8; ``asyncify_stop_rewind()``; the real
+   position must be back where it started; ``asyncify_stop_rewind()``; the real
    result is returned. Repeat until the export returns in state 0.
 
 Imports called while the module is being instantiated (start function), past the
@@ -351,11 +353,13 @@ class Runner:
         self.exports = self.instance.exports(self.store)
         self.buffer = 0
         self.buffer_end = 0
+        self.memory64 = False
         if self.memory0 is not None:
             mem = self.exports[self.memory0]
             if not isinstance(mem, wasmtime.Memory):
                 raise DriverError(f"export {self.memory0!r} is not a (non-shared) memory")
             self.memory = mem
+            self.memory64 = mem.type(self.store).is_64
             before = mem.data_len(self.store)
             try:
                 mem.grow(self.store, self.buffer_pages)
@@ -365,7 +369,7 @@ class Runner:
                     f"buffer: {e}"
                 ) from None
             self.buffer, self.buffer_end = before, mem.data_len(self.store)
-            if self.buffer_end > 1 << 32:
+            if not self.memory64 and self.buffer_end > 1 << 32:
                 raise DriverError("the Asyncify buffer would be past 4 GiB")
         if self.asyncify:
             if self.memory is None:
@@ -375,6 +379,11 @@ class Runner:
                 f = self.exports[name]
                 assert isinstance(f, wasmtime.Func), name
                 abi[name] = f
+            pointer = "i64" if self.memory64 else "i32"
+            for name in ("asyncify_start_unwind", "asyncify_start_rewind"):
+                params = [str(t) for t in abi[name].type(self.store).params]
+                if params != [pointer]:
+                    raise DriverError(f"{name} takes {params}, not a {pointer} pointer")
             self._abi = abi
 
     # -- import side -----------------------------------------------------------------------
@@ -435,10 +444,10 @@ class Runner:
                         f"{p and p.key}{p and _keys(p.args)}"
                     )
                 position = self._header(caller)[0]
-                if position != self.buffer + 8:
+                if position != self.data_start:
                     raise DriverError(
                         f"after the rewind the position is {position:#x}, not back at "
-                        f"{self.buffer + 8:#x}"
+                        f"{self.data_start:#x}"
                     )
                 abi["asyncify_stop_rewind"](caller)
                 if self.preserve_buffer:
@@ -454,13 +463,25 @@ class Runner:
         assert self.memory is not None
         return bytes(self.memory.read(store, start, stop))
 
+    @property
+    def _header_format(self) -> str:
+        """The header's two words (position, end): u64 on a 64-bit memory 0."""
+        return "<QQ" if self.memory64 else "<II"
+
+    @property
+    def data_start(self) -> int:
+        """The first byte after the header: where the position starts and ends."""
+        return self.buffer + struct.calcsize(self._header_format)
+
     def _header(self, store: Any) -> tuple[int, int]:
-        pos, end = struct.unpack("<II", self._read(store, self.buffer, self.buffer + 8))
+        fmt = self._header_format
+        pos, end = struct.unpack(fmt, self._read(store, self.buffer, self.data_start))
         return int(pos), int(end)
 
     def _write_header(self, store: Any) -> None:
         assert self.memory is not None
-        self.memory.write(store, struct.pack("<II", self.buffer + 8, self.buffer_end), self.buffer)
+        header = struct.pack(self._header_format, self.data_start, self.buffer_end)
+        self.memory.write(store, header, self.buffer)
 
     # -- export side -----------------------------------------------------------------------
 
@@ -505,7 +526,7 @@ class Runner:
                 if p is None:
                     raise DriverError(f"{name} unwound without an import call")
                 position, end = self._header(store)
-                if not self.buffer + 8 <= position <= end:
+                if not self.data_start <= position <= end:
                     raise DriverError(f"position {position:#x} outside the buffer after unwind")
                 self.suspensions += 1
                 self._suspended_this_call += 1
