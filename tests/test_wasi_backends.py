@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.wasi_harness import NowaitMode, nowait_simulation
 from wasync._wasi import _hostfs
 from wasync._wasi._abi import Errno, Filetype
 from wasync._wasi._fs import NOW, File, FileSystem, FsError, OpenMode, resolve_path
@@ -1382,3 +1383,314 @@ def test_memory_and_host_agree_on_a_script(tmp_path: Path) -> None:
     host.close()
     assert log_mem == log_host
     assert mem.to_dict() == read_tree(tmp_path) == {"z": {"sl": {"c": b"1234"}, "c2": b"1234"}}
+
+
+# -- the fast paths of fd_read/fd_write (File._read_now, File._write_now) ---------------------
+#
+# wasync's WASI first offers a file read or write to the backend synchronously,
+# with views of the program's buffers; HostDir(offload=True) tries RWF_NOWAIT
+# (see tests.support.wasi_harness.nowait_simulation for the kernel's answers),
+# HostDir(offload=False) and the "thread" strategy (off_loop) make the call
+# inline, MemoryFS serves it on the loop's thread only.
+
+CONTENT = bytes(range(200))
+
+
+def views(*sizes: int) -> list[memoryview]:
+    return [memoryview(bytearray(n)) for n in sizes]
+
+
+def joined(buffers: list[memoryview], n: int) -> bytes:
+    return b"".join(bytes(b) for b in buffers)[:n]
+
+
+async def open_host(tmp_path: Path, mode: OpenMode = RW, *, offload: bool = True) -> File:
+    if not (tmp_path / "f").exists():
+        (tmp_path / "f").write_bytes(CONTENT)
+    fs = HostDir(tmp_path, offload=offload)
+    f = await fs.open("f", mode)
+    fs.close()
+    return f
+
+
+@pytest.mark.skipif(not getattr(_hostfs, "_RWF_NOWAIT", 0), reason="no RWF_NOWAIT here")
+def test_nowait_read_of_cached_data_is_served_at_once(tmp_path: Path) -> None:
+    async def main() -> None:
+        f = await open_host(tmp_path)
+        bufs = views(3, 0, 10)  # an empty buffer in the middle, as readv allows
+        assert f._read_now(bufs, 5, off_loop=False) == (13, True)
+        assert joined(bufs, 13) == CONTENT[5:18]
+        bufs = views(64)
+        assert f._read_now(bufs, 190, off_loop=False) == (10, True)  # short: the end
+        assert joined(bufs, 10) == CONTENT[190:]
+        assert f._read_now(views(8), 200, off_loop=False) == (0, True)  # at the end
+        assert f._read_now(views(8), 5000, off_loop=False) == (0, True)  # past it
+        await f.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("mode", ["eagain", "partial", "unsupported"])
+def test_nowait_read_falls_back_to_a_worker(tmp_path: Path, mode: NowaitMode) -> None:
+    async def main() -> None:
+        with nowait_simulation(reads=mode) as sim:
+            f = await open_host(tmp_path)
+            bufs = views(4, 6)
+            done, final = f._read_now(bufs, 10, off_loop=False)
+            assert not final
+            assert done == (1 if mode == "partial" else 0)
+            assert joined(bufs, done) == CONTENT[10 : 10 + done]
+            # what the WASI layer does next: the rest in a worker thread
+            assert await f.read(10 - done, 10 + done) == CONTENT[10 + done : 20]
+            calls = sim.read_calls
+            assert calls == (2 if mode == "partial" else 1)
+            f._read_now(views(4), 0, off_loop=False)
+            if mode == "unsupported":  # learnt: not tried again on this file
+                assert sim.read_calls == calls
+            else:
+                assert sim.read_calls > calls
+            await f.close()
+
+    run(main())
+
+
+def test_nowait_read_partial_to_the_end(tmp_path: Path) -> None:
+    """Partial answers add up; the end of the file (0) is final."""
+
+    async def main() -> None:
+        with nowait_simulation(reads="ok"):
+            f = await open_host(tmp_path)
+            bufs = views(100, 100)
+            assert f._read_now(bufs, 150, off_loop=False) == (50, True)
+            assert joined(bufs, 50) == CONTENT[150:]
+            await f.close()
+
+    run(main())
+
+
+def test_large_calls_go_to_a_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Copying a lot inline would hold the event loop: not tried."""
+    monkeypatch.setattr(_hostfs, "_NOWAIT_MAX", 8)
+
+    async def main() -> None:
+        with nowait_simulation(reads="ok", writes="ok") as sim:
+            f = await open_host(tmp_path)
+            assert f._read_now(views(4, 5), 0, off_loop=False) == (0, False)
+            assert f._write_now(views(9), 0, off_loop=False) == (0, False)
+            bufs = views(4, 4)
+            assert f._read_now(bufs, 0, off_loop=False) == (8, True)
+            assert joined(bufs, 8) == CONTENT[:8]
+            await f.close()
+            assert (sim.read_calls, sim.write_calls) == (1, 0)
+
+    run(main())
+
+
+def test_no_nowait_on_platforms_without_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_hostfs, "_RWF_NOWAIT", 0)
+    tried: list[int] = []
+    if hasattr(os, "preadv"):
+        real = os.preadv
+
+        def spy(fd: int, buffers: list[memoryview], offset: int, flags: int = 0, /) -> int:
+            tried.append(flags)
+            return real(fd, buffers, offset, flags)
+
+        monkeypatch.setattr(os, "preadv", spy)
+
+    async def main() -> None:
+        f = await open_host(tmp_path)
+        assert f._read_now(views(8), 0, off_loop=False) == (0, False)
+        assert f._write_now(views(8), 0, off_loop=False) == (0, False)
+        assert await f.read(8, 0) == CONTENT[:8]  # the worker, as ever
+        await f.close()
+
+    run(main())
+    assert not tried
+
+
+@pytest.mark.parametrize("where", ["inline", "off-loop"])
+def test_inline_fast_paths_never_use_nowait(tmp_path: Path, where: str) -> None:
+    """offload=False, and a call off the event loop's thread (the "thread"
+    strategy), read and write at once, blocking if need be."""
+
+    async def main() -> None:
+        with nowait_simulation(reads="eagain", writes="eagain") as sim:
+            f = await open_host(tmp_path, offload=where == "off-loop")
+            off_loop = where == "off-loop"
+            bufs = views(5, 5)
+            assert f._read_now(bufs, 100, off_loop=off_loop) == (10, True)
+            assert joined(bufs, 10) == CONTENT[100:110]
+            data = [memoryview(b"ab"), memoryview(b"cd")]
+            assert f._write_now(data, 198, off_loop=off_loop) == (4, True)
+            assert f._write_now([memoryview(b"!")], None, off_loop=off_loop) == (1, True)
+            await f.close()
+            assert (sim.read_calls, sim.write_calls) == (0, 0)
+
+    run(main())
+    assert (tmp_path / "f").read_bytes() == CONTENT[:198] + b"abcd!"
+
+
+@pytest.mark.parametrize("mode", ["ok", "eagain", "partial", "unsupported", "kernel"])
+def test_nowait_write(tmp_path: Path, mode: NowaitMode) -> None:
+    async def main() -> None:
+        with nowait_simulation(writes=mode) as sim:
+            f = await open_host(tmp_path)
+            data = [memoryview(b"XY"), memoryview(b""), memoryview(b"Z")]
+            done, final = f._write_now(data, 10, off_loop=False)
+            if mode == "kernel":  # whatever this machine's file system says
+                assert (done, final) in ((3, True), (0, False))
+                if not final:
+                    assert await f.write(b"XYZ", 10) == 3
+            else:
+                assert (done, final) == {
+                    "ok": (3, True),
+                    "eagain": (0, False),
+                    "partial": (1, False),
+                    "unsupported": (0, False),
+                }[mode]
+                if not final:
+                    assert await f.write(b"XYZ"[done:], 10 + done) == 3 - done
+            calls = sim.write_calls
+            f._write_now([memoryview(b"Z")], 12, off_loop=False)
+            if mode == "unsupported":
+                assert sim.write_calls == calls  # learnt
+            # Never for writes at the end (an fstat first) or on O_APPEND descriptors.
+            calls = sim.write_calls
+            assert f._write_now([memoryview(b"!")], None, off_loop=False) == (0, False)
+            await f.close()
+            g = await open_host(tmp_path, OpenMode(write=True, append=True))
+            assert g._write_now([memoryview(b"!")], 3, off_loop=False) == (0, False)
+            await g.close()
+            assert sim.write_calls == calls
+
+    run(main())
+    assert (tmp_path / "f").read_bytes() == CONTENT[:10] + b"XYZ" + CONTENT[13:]
+
+
+@pytest.mark.parametrize("backend", ["memory", "host", "host-inline"])
+def test_fast_path_errors_match_read_and_write(tmp_path: Path, backend: str) -> None:
+    """The fast paths refuse what read()/write() refuse, with the same errno."""
+
+    def refused(code: Errno, fn: Callable[[], object]) -> None:
+        with pytest.raises(FsError) as info:
+            fn()
+        assert info.value.errno == code
+
+    async def main() -> None:
+        fs: FileSystem
+        if backend == "memory":
+            fs = MemoryFS({"f": CONTENT, "d": {}})
+        else:
+            (tmp_path / "f").write_bytes(CONTENT)
+            (tmp_path / "d").mkdir()
+            fs = HostDir(tmp_path, offload=backend == "host")
+        ro = await fs.open("f", R)
+        wo = await fs.open("f", W)
+        d = await fs.open("d", DIR)
+        # MemoryFS is never touched off the loop's thread (see test_memory_fast_paths)
+        for off in (False,) if backend == "memory" else (False, True):
+            refused(Errno.BADF, lambda: wo._read_now(views(4), 0, off_loop=off))  # noqa: B023
+            refused(Errno.BADF, lambda: ro._write_now(views(4), 0, off_loop=off))  # noqa: B023
+            refused(Errno.ISDIR, lambda: d._read_now(views(4), 0, off_loop=off))  # noqa: B023
+            refused(Errno.INVAL, lambda: ro._read_now(views(4), -1, off_loop=off))  # noqa: B023
+            refused(Errno.INVAL, lambda: wo._write_now(views(4), -1, off_loop=off))  # noqa: B023
+        for f in (ro, wo, d):
+            await f.close()
+        refused(Errno.BADF, lambda: ro._read_now(views(4), 0, off_loop=False))
+        refused(Errno.BADF, lambda: wo._write_now(views(4), 0, off_loop=False))
+        if isinstance(fs, HostDir):
+            fs.close()
+
+    run(main())
+
+
+def test_memory_fast_paths(tmp_path: Path) -> None:
+    async def main() -> None:
+        fs = MemoryFS({"f": CONTENT})
+        f = await fs.open("f", RW)
+        bufs = views(3, 0, 4)
+        assert f._read_now(bufs, 196, off_loop=False) == (4, True)
+        assert joined(bufs, 4) == CONTENT[196:]
+        assert f._write_now([memoryview(b"ab"), memoryview(b"c")], 1, off_loop=False) == (3, True)
+        assert f._write_now([memoryview(b"!")], None, off_loop=False) == (1, True)
+        assert await f.read(5, 0) == CONTENT[:1] + b"abc" + CONTENT[4:5]
+        assert (await f.stat()).size == 201
+        # off the loop's thread (the "thread" strategy): left to the coroutines
+        assert f._read_now(views(4), 0, off_loop=True) == (0, False)
+        assert f._write_now(views(4), 0, off_loop=True) == (0, False)
+        await f.close()
+
+    run(main())
+
+
+def test_other_backends_keep_the_coroutines() -> None:
+    class Plain(File):
+        async def read(self, size: int, offset: int) -> bytes:
+            return b""
+
+        async def write(self, data: bytes, offset: int | None) -> int:
+            return 0
+
+        async def stat(self) -> Any:
+            raise NotImplementedError
+
+    f = Plain()
+    assert f._read_now(views(4), 0, off_loop=False) == (0, False)
+    assert f._write_now(views(4), 0, off_loop=False) == (0, False)
+
+
+# -- the worker threads of offload=True ---------------------------------------------------
+
+
+def test_workers_deliver_results_and_errors() -> None:
+    def boom() -> None:
+        raise ValueError("boom")
+
+    async def main() -> None:
+        names = await asyncio.gather(
+            *(_hostfs._WORKERS.run(lambda: threading.current_thread().name) for _ in range(8))
+        )
+        assert all(n.startswith("wasync-hostfs-") for n in names)
+        with pytest.raises(ValueError, match="boom"):
+            await _hostfs._WORKERS.run(boom)
+
+    run(main())
+
+
+def test_workers_after_cancellation_and_a_closed_loop() -> None:
+    started, release = threading.Event(), threading.Event()
+    errors: list[dict[str, Any]] = []
+
+    def slow() -> int:
+        started.set()
+        release.wait(5)
+        return 1
+
+    async def cancel_while_running() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+        task = asyncio.ensure_future(_hostfs._WORKERS.run(slow))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await _hostfs._WORKERS.run(lambda: 2) == 2  # the result of slow() is dropped
+
+    run(cancel_while_running())
+    assert not errors
+
+    started.clear()
+    release.clear()
+
+    async def leave_running() -> None:
+        _hostfs._WORKERS.run(slow)  # never awaited: the loop closes first
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+
+    run(leave_running())
+    release.set()  # its result goes to a closed loop: dropped quietly
+
+    async def still_working() -> None:
+        assert await _hostfs._WORKERS.run(lambda: 3) == 3
+
+    run(still_working())

@@ -15,6 +15,8 @@ the comparison and asserted for wasync alone (see ``test_wasync_only``).
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -22,14 +24,23 @@ import wasmtime
 
 from tests.support.wasi_harness import (
     STRATEGIES,
+    Entry,
+    NowaitMode,
     Outcome,
     Run,
     Strategy,
     fresh_root,
+    host_dir,
+    nowait_simulation,
     run_wasmtime,
     run_wasync,
+    snapshot,
     text_diff,
+    wasync_module,
 )
+from wasync._wasi._core import Wasi
+from wasync._wasi._hostfs import HostDir
+from wasync._wasi._memfs import MemoryFS, Symlink, Tree, TreeEntry
 
 ENV = (("WASYNC_KEY", "v=1"), ("EMPTY", ""), ("PATH", "/bin:/usr/bin"))
 TWO_PREOPENS = (("/sandbox", "sandbox"), ("/other", "other"))
@@ -166,3 +177,126 @@ def test_wasmtime_still_differs(run: Run, tmp_path: Path) -> None:
         return
     outcome = run_wasmtime(run, fresh_root(tmp_path, "root"))
     assert outcome.text() != DIVERGENT[run]
+
+
+# -- file reads and writes served at once, or not -------------------------------------
+#
+# wasync first offers fd_read/fd_write on a file to the backend synchronously:
+# HostDir(offload=True) tries RWF_NOWAIT and hands what it could not do to a
+# worker thread; HostDir(offload=False) and the "thread" strategy do the call at
+# once. The outcome never depends on which: the same programs against wasmtime,
+# with every answer a kernel may give to RWF_NOWAIT.
+
+FILE_IO = [Run("fdops"), Run("fds", preopens=TWO_PREOPENS)]
+NOWAIT: list[tuple[NowaitMode, NowaitMode]] = [
+    ("ok", "ok"),  # everything at hand
+    ("eagain", "eagain"),  # nothing at hand: every call goes to a worker
+    ("partial", "partial"),  # one byte at once, the rest in a worker
+    ("unsupported", "unsupported"),  # the file system refuses the flag
+]
+
+
+@pytest.mark.parametrize("strategy", ["fiber", "asyncify"])
+@pytest.mark.parametrize(("reads", "writes"), NOWAIT, ids=str)
+@pytest.mark.parametrize("run", FILE_IO, ids=Run.label)
+def test_conformance_whatever_rwf_nowait_says(
+    run: Run,
+    reads: NowaitMode,
+    writes: NowaitMode,
+    strategy: Strategy,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    expected = reference(run, tmp_path_factory)
+    with nowait_simulation(reads, writes) as sim:
+        actual = run_wasync(run, fresh_root(tmp_path, "root"), strategy)
+    assert_same(expected, actual)
+    assert sim.read_calls > 0
+    if run.program == "fdops":
+        assert sim.write_calls > 0
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("run", FILE_IO, ids=Run.label)
+def test_conformance_inline(
+    run: Run, strategy: Strategy, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """HostDir(offload=False): every file call made at once, on the loop."""
+    expected = reference(run, tmp_path_factory)
+    root = fresh_root(tmp_path, "root")
+    preopens = {guest: HostDir(root / host, offload=False) for guest, host in run.preopens}
+    actual = run_wasync(run, root, strategy, preopens=preopens)
+    for fs in preopens.values():
+        fs.close()
+    assert_same(expected, actual)
+
+
+def _tree(path: Path) -> dict[str, TreeEntry]:
+    out: dict[str, TreeEntry] = {}
+    for entry in os.scandir(path):
+        p = Path(entry.path)
+        if entry.is_symlink():
+            out[entry.name] = Symlink(os.readlink(p))
+        elif entry.is_dir():
+            out[entry.name] = _tree(p)
+        else:
+            out[entry.name] = p.read_bytes()
+    return out
+
+
+def _entries(tree: Tree, prefix: str, root: Path) -> list[Entry]:
+    out: list[Entry] = []
+    for name, value in tree.items():
+        rel = f"{prefix}/{name}"
+        if isinstance(value, Symlink):
+            out.append((rel, "symlink", value.target.replace(str(root), "<root>")))
+        elif isinstance(value, bytes | bytearray):
+            out.append((rel, "file", repr(bytes(value))))
+        else:
+            out.append((rel, "dir", ""))
+            out += _entries(value, rel, root)
+    return out
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("run", FILE_IO, ids=Run.label)
+def test_conformance_memory_fs(
+    run: Run, strategy: Strategy, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """MemoryFS preopens holding the same trees: the same outcome (MemoryFS
+    serves file calls at once on the loop's thread, in coroutines off it)."""
+    expected = reference(run, tmp_path_factory)
+    root = fresh_root(tmp_path, "root")
+    preopens = {guest: MemoryFS(_tree(root / host)) for guest, host in run.preopens}
+    actual = run_wasync(run, root, strategy, preopens=preopens)
+    hosts = {host for _, host in run.preopens}
+    tree = [e for e in snapshot(root) if e[0].partition("/")[0] not in hosts]
+    for (guest, host), fs in zip(run.preopens, preopens.values(), strict=True):
+        assert isinstance(fs, MemoryFS), guest
+        tree += [(host, "dir", ""), *_entries(fs.to_dict(), host, root)]
+    actual.tree = sorted(tree)
+    assert_same(expected, actual)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_conformance_stdin_stream(
+    strategy: Strategy, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """stdin as an asyncio.StreamReader (poll()ed, then read: what poll read
+    ahead is served at once on the loop's thread) gives what bytes give."""
+    run = CASES[0]
+    assert run.stdin
+    expected = reference(run, tmp_path_factory)
+    root = fresh_root(tmp_path, "root")
+    out, err = bytearray(), bytearray()
+
+    async def main() -> int:
+        reader = asyncio.StreamReader()
+        reader.feed_data(run.stdin)
+        reader.feed_eof()
+        preopens = {guest: host_dir(root / host) for guest, host in run.preopens}
+        wasi = Wasi(run.argv, list(run.env), preopens, stdin=reader, stdout=out, stderr=err)
+        return await wasi.run(wasync_module(run.program, strategy), strategy=strategy)
+
+    code = asyncio.run(main())
+    assert_same(expected, Outcome(code, bytes(out), bytes(err), snapshot(root)))

@@ -37,6 +37,7 @@ from tests.support.wasi_harness import (
     wasync_module,
 )
 from wasync._wasi._core import Wasi
+from wasync._wasi._hostfs import HostDir
 
 MODES = ["dotdot", "absolute", "host-symlinks", "guest-symlinks", "hardlinks", "rename", "rights"]
 
@@ -156,7 +157,13 @@ def test_directory_swapped_for_symlink(strategy: Strategy, swapper: str, tmp_pat
     while the host keeps replacing the directory ``swap`` by a symlink to the
     outside and back (from an asyncio task between the guest's calls, or from a
     thread at any moment).  Every open either reaches the file inside or fails;
-    nothing outside is read, created or changed."""
+    nothing outside is read, created or changed.
+
+    With the task, the HostDir works inline (offload=False), so that the swaps
+    fall exactly between the guest's calls (its sched_yield gives the task one
+    step per iteration); in worker threads its calls would race the task as
+    the thread does, and which states they meet would be up to the scheduler
+    (a loaded machine could make them all meet the same one)."""
     root = fresh_root(tmp_path, "wasync")
     sandbox = root / "sandbox"
     (sandbox / "swap").mkdir()
@@ -199,13 +206,8 @@ def test_directory_swapped_for_symlink(strategy: Strategy, swapper: str, tmp_pat
 
     async def main() -> int:
         nonlocal stop
-        wasi = Wasi(
-            ["sandbox", "loop", "300"],
-            {},
-            {"/sandbox": host_dir(sandbox)},
-            stdout=out,
-            stderr=err,
-        )
+        fs = HostDir(sandbox, offload=False) if swapper == "task" else host_dir(sandbox)
+        wasi = Wasi(["sandbox", "loop", "300"], {}, {"/sandbox": fs}, stdout=out, stderr=err)
         loop = asyncio.get_running_loop()
         helper: asyncio.Future[None] = (
             loop.create_task(task_swapper())

@@ -18,34 +18,43 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import errno
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Final, Literal
 
+import pytest
 import wasmtime
 
 import wasync
 from tests.support.corpus import compile_c
+from wasync._wasi import _hostfs
 from wasync._wasi._core import Wasi
 from wasync._wasi._fs import FileSystem
 
 __all__ = [
     "PROGRAMS",
     "STRATEGIES",
+    "NowaitMode",
+    "NowaitSim",
     "Outcome",
     "Run",
     "asyncified",
     "build",
+    "host_dir",
     "make_tree",
+    "nowait_simulation",
     "run_wasmtime",
     "run_wasync",
     "snapshot",
     "text_diff",
+    "wasync_module",
 ]
 
 PROGRAMS: Final = Path(__file__).resolve().parents[1] / "data" / "wasi"
@@ -251,3 +260,80 @@ def text_diff(expected: bytes, actual: bytes) -> str:
             lineterm="",
         )
     )
+
+
+# -- RWF_NOWAIT, as a kernel may answer it ----------------------------------------------
+
+NowaitMode = Literal["kernel", "ok", "eagain", "partial", "unsupported"]
+
+
+@dataclass
+class NowaitSim:
+    """What :func:`nowait_simulation` answers to ``preadv``/``pwritev`` calls
+    with ``RWF_NOWAIT`` (the others go to the real functions), and how many
+    such calls it saw.
+
+    ``kernel``: the real call (with the flag); ``ok``: the real call without
+    the flag (a file system that supports it and has the data at hand);
+    ``eagain``: EAGAIN (it would wait); ``partial``: one byte, then EAGAIN,
+    alternately; ``unsupported``: EOPNOTSUPP (ext4 and tmpfs for buffered
+    writes, tmpfs for reads)."""
+
+    flag: int
+    reads: NowaitMode = "kernel"
+    writes: NowaitMode = "kernel"
+    read_calls: int = 0
+    write_calls: int = 0
+
+
+def _first_byte(buffers: Sequence[memoryview]) -> list[memoryview]:
+    return [next((b[:1] for b in buffers if len(b)), memoryview(bytearray()))]
+
+
+@contextmanager
+def nowait_simulation(
+    reads: NowaitMode = "kernel", writes: NowaitMode = "kernel"
+) -> Iterator[NowaitSim]:
+    """Make HostDir's ``RWF_NOWAIT`` attempts see `reads`/`writes` (see
+    :class:`NowaitSim`), on any platform with ``preadv``/``pwritev`` (a stand-in
+    flag where ``os.RWF_NOWAIT`` is missing). Files opened inside the block
+    try the flag; the simulation ends with the block."""
+    if not (hasattr(os, "preadv") and hasattr(os, "pwritev")):
+        pytest.skip("needs os.preadv and os.pwritev")
+    flag = getattr(os, "RWF_NOWAIT", 0x8)
+    sim = NowaitSim(flag, reads, writes)
+    real_preadv, real_pwritev = os.preadv, os.pwritev
+
+    def answer(mode: NowaitMode, calls: int) -> None:
+        if mode == "eagain" or (mode == "partial" and calls % 2 == 0):
+            raise BlockingIOError(errno.EAGAIN, "would block (simulated)")
+        if mode == "unsupported":
+            raise OSError(errno.EOPNOTSUPP, "not supported (simulated)")
+
+    def preadv(fd: int, buffers: Sequence[memoryview], offset: int, flags: int = 0, /) -> int:
+        if not flags & flag:
+            return real_preadv(fd, buffers, offset, flags)
+        sim.read_calls += 1
+        answer(sim.reads, sim.read_calls)
+        if sim.reads == "kernel":
+            return real_preadv(fd, buffers, offset, flags)
+        if sim.reads == "partial":
+            buffers = _first_byte(buffers)
+        return real_preadv(fd, buffers, offset)
+
+    def pwritev(fd: int, buffers: Sequence[memoryview], offset: int, flags: int = 0, /) -> int:
+        if not flags & flag:
+            return real_pwritev(fd, buffers, offset, flags)
+        sim.write_calls += 1
+        answer(sim.writes, sim.write_calls)
+        if sim.writes == "kernel":
+            return real_pwritev(fd, buffers, offset, flags)
+        if sim.writes == "partial":
+            buffers = _first_byte(buffers)
+        return real_pwritev(fd, buffers, offset)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_hostfs, "_RWF_NOWAIT", flag)
+        mp.setattr(os, "preadv", preadv)
+        mp.setattr(os, "pwritev", pwritev)
+        yield sim

@@ -133,6 +133,33 @@ class File(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional, a no-op by default
         """Release the file (no-op by default)."""
 
+    # -- internal fast paths (wasync's own backends only) ---------------------------
+    #
+    # A WASI fd_read/fd_write on a file first offers the call here, synchronously,
+    # with views of the program's buffers: a backend that can serve it at once (a
+    # cached page, memory) does, and the program is not suspended at all. The
+    # views point into guest memory: they are only valid during this call and
+    # must never be kept or used from another thread later. These are not part
+    # of the public interface: other backends keep the defaults.
+
+    def _read_now(
+        self, buffers: list[memoryview], offset: int, *, off_loop: bool
+    ) -> tuple[int, bool]:
+        """Read at `offset` into `buffers` (in order) without waiting, as
+        :meth:`read` would: ``(bytes read, final)``. Not final: the rest (from
+        ``offset + bytes read`` on) must be read with :meth:`read`. `off_loop`:
+        called on a thread of its own (the "thread" strategy), where blocking
+        is fine but the event loop's objects must not be touched."""
+        return 0, False
+
+    def _write_now(
+        self, buffers: list[memoryview], offset: int | None, *, off_loop: bool
+    ) -> tuple[int, bool]:
+        """Write `buffers` (in order) at `offset` (None: at the end) without
+        waiting, as :meth:`write` would: ``(bytes written, final)``; not final:
+        the rest must be written with :meth:`write` (at ``offset`` + written)."""
+        return 0, False
+
 
 class FileSystem(abc.ABC):
     """An async file system: what a preopened directory is backed by."""

@@ -541,7 +541,7 @@ class MemoryFile(File):
             raise FsError(Errno.ISDIR if isinstance(node, _DirNode) else Errno.INVAL)
         return node
 
-    async def read(self, size: int, offset: int) -> bytes:
+    def _read(self, size: int, offset: int) -> bytes:
         node = self._open_node()
         if isinstance(node, _DirNode):
             raise FsError(Errno.ISDIR, "is a directory")
@@ -556,12 +556,43 @@ class MemoryFile(File):
             node.atime = time.time_ns()
         return data
 
-    async def write(self, data: bytes, offset: int | None) -> int:
+    def _write(self, data: bytes, offset: int | None) -> int:
         node = self._file_node(write=True)
         if offset is None:
             offset = len(node.data)
         _check_offset(offset)
-        return self._fs._write(node, bytes(data), offset)
+        return self._fs._write(node, data, offset)
+
+    async def read(self, size: int, offset: int) -> bytes:
+        return self._read(size, offset)
+
+    async def write(self, data: bytes, offset: int | None) -> int:
+        return self._write(bytes(data), offset)
+
+    # Everything is at hand: served at once, but only on the event loop's thread
+    # (the file system's state is not shared with other threads).
+
+    def _read_now(
+        self, buffers: list[memoryview], offset: int, *, off_loop: bool
+    ) -> tuple[int, bool]:
+        if off_loop:
+            return 0, False
+        data = self._read(sum(len(b) for b in buffers), offset)
+        done = 0
+        for buf in buffers:
+            if done >= len(data):
+                break
+            chunk = data[done : done + len(buf)]
+            buf[: len(chunk)] = chunk
+            done += len(chunk)
+        return done, True
+
+    def _write_now(
+        self, buffers: list[memoryview], offset: int | None, *, off_loop: bool
+    ) -> tuple[int, bool]:
+        if off_loop:
+            return 0, False
+        return self._write(b"".join(buffers), offset), True
 
     async def stat(self) -> FileStat:
         return self._fs._stat(self._open_node())

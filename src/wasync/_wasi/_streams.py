@@ -3,6 +3,8 @@
 Outputs answer synchronously when they can (a buffer, a file, a stream whose
 transport is not backed up), so ``printf`` does not suspend the program; an
 asyncio stream that needs draining, or an async callback, makes the write wait.
+Inputs likewise answer at once when they have the bytes at hand (``bytes``, or
+what a stream read ahead): :meth:`Input.read_now`.
 """
 
 from __future__ import annotations
@@ -141,6 +143,12 @@ class Input:
         """Up to `n` bytes; b"" at the end."""
         return b""
 
+    def read_now(self, n: int, *, off_loop: bool) -> bytes | None:
+        """What :meth:`read` would return, if it is at hand; None if the read has
+        to wait. `off_loop`: called on a thread other than the event loop's (the
+        "thread" strategy), where the loop's objects must not be touched."""
+        return b""
+
     def ready(self) -> bool:
         """Whether a read would return at once (data or the end)."""
         return True
@@ -159,6 +167,12 @@ class _Bytes(Input):
         self._pos = 0
 
     async def read(self, n: int) -> bytes:
+        return self._take(n)
+
+    def read_now(self, n: int, *, off_loop: bool) -> bytes:
+        return self._take(n)
+
+    def _take(self, n: int) -> bytes:
         chunk = bytes(self._data[self._pos : self._pos + n])
         self._pos += len(chunk)
         return chunk
@@ -182,6 +196,12 @@ class _Reader(Input):
         self._eof = not chunk
         return chunk
 
+    def read_now(self, n: int, *, off_loop: bool) -> bytes | None:
+        if off_loop or not (self._ahead or self._eof):
+            return None  # (the reader's own buffer is not looked into)
+        chunk, self._ahead = self._ahead[:n], self._ahead[n:]
+        return chunk
+
     def ready(self) -> bool:
         return bool(self._ahead) or self._eof or self._reader.at_eof()
 
@@ -202,6 +222,9 @@ class _BlockingFile(Input):
         read1 = getattr(file, "read1", None)
         fn = read1 if read1 is not None else file.read
         return bytes(await asyncio.get_running_loop().run_in_executor(None, fn, n))
+
+    def read_now(self, n: int, *, off_loop: bool) -> None:
+        return None  # a file or terminal may block: always on a worker thread
 
     def isatty(self) -> bool:
         return _is_terminal(self._file if self._file is not None else sys.stdin)
