@@ -4,8 +4,9 @@ Three workloads, each a ``wasm32-wasi`` command built with ``zig cc -O2`` (cache
 
 * **copy** (``benchmarks/wasi_copy.c``): copy a file (100 MB; 16 MB with ``--quick``) inside a
   preopened host directory with 64 KiB ``read()``/``write()`` calls: 1,600 ``fd_read`` and
-  1,600 ``fd_write`` calls of 64 KiB. wasync serves the directory with ``HostDir``, its
-  system calls in worker threads (``offload=True``, the default) or inline on the event loop
+  1,600 ``fd_write`` calls of 64 KiB. wasync serves the directory with ``HostDir``, the
+  system calls that may wait in worker threads (``offload=True``, the default; reads of
+  cached data are made inline with ``RWF_NOWAIT``) or all inline on the event loop
   (``offload=False``).
 * **writes** (``benchmarks/wasi_writes.c``): 10,000 ``write(1, "x\\n", 2)``, each one
   ``fd_write`` on stdout; wasmtime writes stdout to a file, wasync to a ``bytearray`` and to a
