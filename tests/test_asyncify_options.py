@@ -10,6 +10,7 @@ validates.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -446,3 +447,81 @@ def test_in_wasm_runtime_and_imported_globals_together() -> None:
     assert isinstance(main, wasmtime.Func)
     assert main(store, 2) == 7
     assert log == [7, 6, -1, 206]
+
+
+# -- the runtime finds the data memory -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"memory": "frames"}, {"in_secondary_memory": True, "secondary_memory_size": 2}],
+    ids=["chosen", "secondary"],
+)
+@pytest.mark.parametrize("strategy", ["asyncify"])
+def test_runtime_places_the_buffer_in_the_data_memory(
+    options: dict[str, Any], strategy: str
+) -> None:
+    """``wasync.instantiate`` reads which memory holds the data (from the
+    module's own ``asyncify_start_unwind``) and places the buffer there: the
+    module's main memory is left alone."""
+
+    async def sleep() -> None:
+        await asyncio.sleep(0)
+
+    async def main() -> tuple[list[int], bytes, bytes]:
+        out = wasync.asyncify(wat(SLEEPER), **options)
+        inst = await wasync.instantiate(out, {"env": {"sleep": sleep}}, strategy=strategy)
+        main = inst.memory
+        assert main is not None
+        before = main.read(0, 65536)
+        results = [int(await inst.exports.run(x)) for x in (1, 2, 3)]
+        return results, before, main.read(0, 65536)
+
+    results, before, after = asyncio.run(main())
+    assert results == [3 + 109, 6 + 109, 9 + 109]
+    assert after == before
+
+
+# -- features -----------------------------------------------------------------------------
+
+MANY_LOCALS = """(module
+  (import "env" "sleep" (func $sleep))
+  (memory (export "memory") 1)
+  (func $f (param $x i32) (result i32)
+    (local $a i32) (local $b i32) (local $c i32) (local $d i32) (local $e i32) (local $g i64)
+    (local.set $a (i32.add (local.get $x) (i32.const 1)))
+    (local.set $b (i32.mul (local.get $a) (i32.const 2)))
+    (local.set $c (i32.sub (local.get $b) (i32.const 3)))
+    (local.set $d (i32.xor (local.get $c) (i32.const 5)))
+    (local.set $e (i32.or (local.get $d) (i32.const 8)))
+    (local.set $g (i64.extend_i32_u (local.get $e)))
+    (call $sleep)
+    (i32.add (i32.add (i32.add (local.get $a) (local.get $b)) (i32.add (local.get $c)
+      (local.get $d))) (i32.add (local.get $e) (i32.wrap_i64 (local.get $g)))))
+  (func (export "run") (param i32) (result i32) (call $f (local.get 0)))
+  MULTI)"""
+
+
+def _max_results(wasm: bytes) -> int:
+    types = wasync.decode_module(wasm).type_list()
+    return max(len(t.comp.results) for t in types if isinstance(t.comp, wasync.FuncType))
+
+
+@pytest.mark.parametrize("multi", [False, True], ids=["mvp", "multivalue"])
+def test_output_needs_no_feature_the_input_does_not_use(multi: bool) -> None:
+    """Frames are restored through shared helpers; a helper returning several
+    values (multi-value) is used only when the input already uses multi-value."""
+    extra = '(func (export "pair") (result i32 i32) (i32.const 1) (i32.const 2))' if multi else ""
+    source = MANY_LOCALS.replace("MULTI", extra)
+    out = wasync.asyncify(wat(source))
+    if multi:
+        assert _max_results(out) > _max_results(wat(source)) == 2  # several values a call
+    else:
+        assert _max_results(out) == 1
+    h = Host(out)
+    x = 7
+    a, b = x + 1, (x + 1) * 2
+    c, d = b - 3, (b - 3) ^ 5
+    e = d | 8
+    assert h.run("run", x) == a + b + c + d + e + e
+    assert h.sleeps == 1

@@ -16,30 +16,60 @@ The scheme (per instrumented function):
   run starts by reloading them and ends by spilling what it leaves; a site
   reloads its operands and spills its results; a transformed block's params
   and results travel the same way. Values below a level's base stay parked in
-  their spill locals while the level runs.
-* **Skipping on rewind.** Each run is wrapped in ``block; global.get $state;
-  br_if 0; ...; end``: during a rewind (state 2) it is skipped, with no cost
-  per instruction inside it. A site runs when the state is normal or when the
-  rewind is heading for it (``$resume == k``). A transformed ``if`` takes, on
-  a rewind, the branch whose site-number range holds ``$resume``; loops and
-  blocks are simply entered. Nothing writes a local during a rewind before the
-  target site is reached, so the restored locals survive.
+  their spill locals while the level runs. Two shortcuts: the end of a run
+  that computes a site's last arguments from constants and locals alone
+  (integer arithmetic) moves into the site, re-executed on a rewind (the
+  locals it reads are saved); and a call's results stay on the stack when the
+  run after the site starts by consuming exactly them.
+* **Skipping on rewind.** ``$resume`` is k + 1 on a rewind heading for site
+  k. In normal execution, at a point with n sites before it (in instruction
+  order), ``$resume <= n``: it is 0, or one more than the number of a site
+  that a rewind resumed earlier (a rewind only moves forward: it takes no
+  branch); a loop whose body tests ``$resume`` resets it to 0 at its start
+  (unless rewinding). So one unsigned comparison, ``$resume <= k + 1``,
+  tells whether site k runs (normal execution, or the rewind's target), and
+  ``$resume <= last + 1`` whether a structure whose last site is ``last``
+  is entered. A level is *precise* when a rewind enters it only if its target
+  is in it (the function body; blocks, loops and ifs entered through such a
+  test or as the last entry of a precise level): its last entry (site or
+  transformed structure) then runs unchecked and the runs after it unguarded.
+  Other sites are wrapped in ``if`` on the comparison; a block that a rewind
+  may pass becomes an ``if`` on it, a loop gets one around it; a run after
+  such a structure goes inside that ``if``. The remaining runs are wrapped in
+  ``global.get $state; i32.eqz; if ... end`` (skipped during a rewind, with no
+  cost per instruction inside), except those right after a site, which go
+  inside the site's ``if``, and the code before the function's first site,
+  which runs in the ``else`` of the rewind prologue. A transformed ``if``
+  chooses its branch with ``select`` on the state: its condition, or on a
+  rewind whether the target is in the then branch; its else branch is
+  precise only when the ``if`` is the last entry of a precise level. Try
+  bodies and handlers are entered on every rewind (not precise). Nothing
+  writes a local during a rewind before the target site is reached, so the
+  restored locals survive.
 * **Branches** to a transformed structure that carry values put them in the
   spill locals of the target's positions first (``br_if`` does so only when it
-  branches, through a small ``if``). Branch depths are remapped for the guard
+  branches, through a small ``if``). Branch depths are remapped for the
   blocks the transform inserts.
 * **Unwinding.** After a site's call, ``state == 1`` means the callee is
-  unwinding: the function writes its frame (its saved locals, then the site
-  number) at the data position, advances the position and returns dummy
-  results. The write is skipped when it would pass the buffer's end, but the
-  position still advances, so ``asyncify_stop_unwind`` traps as Binaryen's
-  does. **Rewinding.** On entry with ``state == 2`` the function pops its
-  frame (the position moves back by the frame size) and restores its locals
-  and ``$resume``.
+  unwinding: ``i32.const k + 1; global.get $state; br_if $unwind; drop``
+  branches out of the body (``block $unwind (result i32)``) to the shared
+  frame-save tail, which takes the number into ``$resume``, writes the frame
+  (its saved locals, then the number) at the data position, advances the
+  position and returns dummy results. The write is skipped when it would
+  pass the buffer's end, but the position still advances, so
+  ``asyncify_stop_unwind`` traps as Binaryen's does. **Rewinding.** On entry
+  with ``state == 2`` the function pops its frame (the position moves back by
+  the frame size) and restores its locals and ``$resume``.
 
 Saved per frame: the original locals (parameters included) live after some
-site of the function, and every spill local. Frames are fixed-size per
-function; one shared tail writes them.
+site of the function, and the spill locals that hold a value during some
+site's call. Frames are fixed-size per function. Numeric frames are written
+and read by shared helper functions (:class:`FrameHelpers`): the saved locals
+grouped by type, i32 last, then the site number (and the owner tag), pushed
+in chunks of up to :data:`HELPER_CHUNK` values, and popped one value a call
+(or a chunk a call when the module already uses multi-value: the output needs
+no feature the input does not); a function that saves references writes its
+frame inline.
 
 Beyond Binaryen:
 
@@ -76,6 +106,7 @@ Beyond Binaryen:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -114,6 +145,20 @@ _STORES = {
     NumType.F64: "f64.store",
     NumType.V128: "v128.store",
 }
+
+
+# Instructions that may be re-executed on a rewind (moved into a site): they
+# read only constants and locals, and compute deterministically.
+_PURE = frozenset(
+    op.id
+    for op in OPS
+    if op.name in ("local.get", "i32.const", "i64.const", "f32.const", "f64.const")
+    or (
+        op.prefix is None
+        and (0x45 <= op.code <= 0x5A or 0x67 <= op.code <= 0x8A or op.code in (0xA7, 0xAC, 0xAD))
+    )
+    or (op.prefix is None and 0xC0 <= op.code <= 0xC4)
+)
 
 
 def _i(name: str, imm: object = None) -> Instr:
@@ -197,6 +242,102 @@ class FunctionPlan:
     # owner of the top frame with dummy arguments (its frame restores it).
     owner_tags: bool = False
     tail_owners: tuple[tuple[int, tuple[ValType, ...]], ...] = ()
+    # Shared frame helpers (see :class:`FrameHelpers`): the function index of the
+    # helper that pushes (or pops) `k` values of a numeric type. Without it (or
+    # for a function that saves references) frames are written inline.
+    frame_helper: Callable[[bool, NumType, int], int] | None = None
+    # Whether frames may be restored by helpers returning several values (the
+    # multi-value feature): only when the module already uses it, so that the
+    # output needs no feature the input did not.
+    multivalue: bool = False
+
+
+# The most values one frame helper moves (longer runs of a type use several).
+# Small: results beyond the return registers take room in the frame of every
+# caller (every instrumented function) on the native stack; 4 keeps the stack
+# use of deep recursion as it was with frames written inline.
+HELPER_CHUNK = 4
+
+
+class FrameHelpers:
+    """Shared functions that move frame values, created on demand: ``push(T, k)``
+    of type ``(T x k) -> ()`` writes its arguments at the data position and
+    advances it (the write is skipped when it would pass the buffer's end; the
+    position advances anyway, so ``asyncify_stop_unwind`` traps); ``pop(T, k)``
+    of type ``() -> (T x k)`` moves the position back and returns the values the
+    matching push wrote. A frame is a sequence of pushes, restored by the pops
+    in reverse order: per saved local two bytes of code on each side instead of
+    a load or store with its address.
+
+    `add_function(params, results, body)` appends a function to the module and
+    returns its index."""
+
+    def __init__(
+        self,
+        add_function: Callable[[tuple[ValType, ...], tuple[ValType, ...], Body], int],
+        data_global: int,
+        ptr64: bool,
+        memory: int,
+    ) -> None:
+        self.add_function = add_function
+        self.data = data_global
+        self.ptr64 = ptr64
+        self.memory = memory
+        self.made: dict[tuple[bool, NumType, int], int] = {}
+
+    def get(self, push: bool, t: NumType, k: int) -> int:
+        key = (push, t, k)
+        index = self.made.get(key)
+        if index is None:
+            index = self.made[key] = self._make(push, t, k)
+        return index
+
+    def _make(self, push: bool, t: NumType, k: int) -> int:
+        ptr_t = NumType.I64 if self.ptr64 else NumType.I32
+        pre = "i64" if self.ptr64 else "i32"
+        word = 8 if self.ptr64 else 4
+        size = _SIZES[t]
+        total = size * k
+
+        def mem(name: str, offset: int) -> Instr:
+            return _i(name, MemArg(0, offset, self.memory))
+
+        data = self.data
+        if push:
+            p = k  # the local after the parameters
+            instrs = [
+                _i("global.get", data),
+                _i("global.get", data),
+                mem(f"{pre}.load", 0),
+                _i("local.tee", p),
+                _i(f"{pre}.const", total),
+                _i(f"{pre}.add"),
+                mem(f"{pre}.store", 0),
+                _i("local.get", p),
+                _i(f"{pre}.const", total),
+                _i(f"{pre}.add"),
+                _i("global.get", data),
+                mem(f"{pre}.load", word),
+                _i(f"{pre}.le_u"),
+                _i("if", None),
+            ]
+            for j in range(k):
+                instrs += [_i("local.get", p), _i("local.get", j), mem(_STORES[t], j * size)]
+            instrs += [_i("end"), _i("end")]
+            return self.add_function((t,) * k, (), Body([(1, ptr_t)], instrs))
+        instrs = [
+            _i("global.get", data),
+            _i("global.get", data),
+            mem(f"{pre}.load", 0),
+            _i(f"{pre}.const", total),
+            _i(f"{pre}.sub"),
+            _i("local.tee", 0),
+            mem(f"{pre}.store", 0),
+        ]
+        for j in range(k):
+            instrs += [_i("local.get", 0), mem(_LOADS[t], j * size)]
+        instrs.append(_i("end"))
+        return self.add_function((), (t,) * k, Body([(1, ptr_t)], instrs))
 
 
 class _Marker(Instr):
@@ -258,6 +399,13 @@ class _Instrumenter:
         self.bases: dict[int, int] = {}  # transformed structure start -> its level base
         # Locals a site re-reads on a rewind (moved `local.get` arguments): saved.
         self.must_save: set[int] = set()
+        # The code before the first site or transformed structure, if any: it
+        # runs in the `else` of the rewind prologue.
+        self.head: list[Instr] = []
+        # How many `$resume` tests were emitted (loops with one reset it).
+        self.resume_tests = 0
+        # Per site: how many operands are in spill locals during its call.
+        self.parked_at: dict[int, int] = {}
         self._scan()
 
     # -- analysis of the body -------------------------------------------------
@@ -399,12 +547,24 @@ class _Instrumenter:
         """The body (without the rewind prologue): the original code, transformed,
         inside ``block $unwind``; a site that sees the callee unwinding stores its
         number in ``$resume`` and branches out to the shared frame-save tail."""
-        out = self.out
         self.labels.append(("orig", -1))
-        out.append(_i("block", None))
-        self.labels.append(("unwind", -1))
         n = len(self.instrs)
-        self._level(0, n - 1, 0)  # the final `end` is the function's
+        start = 0
+        moved: list[Instr] = []
+        if n > 1 and 0 not in self.site_number and 0 not in self.transformed:
+            # The code before the first site or transformed structure runs in the
+            # `else` of the rewind prologue (see instrument_function).
+            begin, end, moved, start = self._run_range(0, n - 1)
+            if end > begin:
+                self.labels.append(("extra", -1))
+                self._run(begin, end, 0, guarded=False)
+                self.labels.pop()
+        out = self.out
+        head = len(out)
+        out.append(_i("block", NumType.I32))
+        self.labels.append(("unwind", -1))
+        # The final `end` is the function's.
+        self._level(start, n - 1, 0, precise=True, moved=moved)
         if self.typing.unreachable[n - 1]:
             # The original never falls off its end; the guard blocks could, but only
             # on a rewind that matched no site (a corrupt frame): trap.
@@ -415,13 +575,15 @@ class _Instrumenter:
             out.append(_i("return"))
         out.append(_i("end"))
         self.labels.pop()
+        out.append(_i("local.set", self._scratch("resume")))
         out.append(_Marker(-1))  # the frame-save tail
         dummy = self.plan.dummy or _dummy
         for t in self.plan.results:
             out += dummy(t)
         out.append(self.instrs[n - 1])
         self.labels.pop()
-        return out
+        self.head = out[:head]
+        return out[head:]
 
     def _unwind_depth(self) -> int:
         for pos in range(len(self.labels) - 1, -1, -1):
@@ -429,25 +591,96 @@ class _Instrumenter:
                 return len(self.labels) - 1 - pos
         raise AssertionError("no unwind label")  # pragma: no cover
 
-    def _level(self, start: int, stop: int, base: int) -> None:
-        """Emit instructions [start, stop) of a level whose base height is `base`."""
+    def _level(
+        self,
+        start: int,
+        stop: int,
+        base: int,
+        *,
+        precise: bool = False,
+        moved: Sequence[Instr] = (),
+    ) -> None:
+        """Emit instructions [start, stop) of a level whose base height is `base`
+        (`moved`: the end of a run before `start`, moved into the site there).
+
+        A *precise* level is entered on a rewind only when the target site is in
+        it: its last entry (site or transformed structure) then needs no check,
+        and the runs after it no guard."""
         i = start
-        moved: list[Instr] = []
+        last = self._last_entry(start, stop) if precise else -1
+        passed_last = False
         while i < stop:
             if i in self.site_number:
                 # The run right after a site goes inside the site's `if`: it runs
                 # exactly when the call ran and returned normally, so it needs no
                 # guard of its own.
                 after = self._run_range(i + 1, stop)
-                self._site(i, base, moved, after)
+                self._site(i, base, moved, after, checked=i != last)
                 moved = after[2]
+                passed_last = passed_last or i == last
                 i = after[3]
             elif i in self.transformed:
-                i = self._structure(i, base)
+                passed_last = passed_last or i == last
+                nxt = self.typing.block_end[i] + 1
+                follows = (
+                    not passed_last
+                    and self.instrs[i].op.name in ("loop", "if")
+                    and nxt < stop
+                    and nxt not in self.site_number
+                    and nxt not in self.transformed
+                )
+                if follows:
+                    begin, end, after_moved, after_next = self._run_range(nxt, stop)
+                    follows = end > begin
+                if follows:
+                    # The run after it would need a guard: both go inside one
+                    # `if` entered when the target is in the structure.
+                    self.out += [*self._enter_test(i), _i("if", None)]
+                    self.labels.append(("extra", -1))
+                    self._structure(i, base, checked=False)
+                    self._run(begin, end, base, guarded=False)
+                    self.out.append(_i("end"))
+                    self.labels.pop()
+                    moved, i = after_moved, after_next
+                else:
+                    i = self._structure(i, base, checked=not passed_last)
             else:
                 begin, end, moved, i = self._run_range(i, stop)
                 if end > begin:
-                    self._run(begin, end, base)
+                    self._run(begin, end, base, guarded=not passed_last)
+
+    def _resume_le(self, value: int) -> list[Instr]:
+        """``$resume <= value``. Site k is resumed with ``$resume == k + 1``; at a
+        point with n sites before it, ``$resume <= n`` in normal execution (0, or
+        one more than the number of a site before it that a rewind resumed: loops
+        that test it reset it at their start), and ``> n`` on a rewind."""
+        self.resume_tests += 1
+        return [_i("local.get", self._scratch("resume")), _i("i32.const", value), _i("i32.le_u")]
+
+    def _enter_test(self, s: int) -> list[Instr]:
+        """True in normal execution, and on a rewind whose target is in the
+        structure at `s` (reached only with no target before it)."""
+        return self._resume_le(max(self._sites_in(s, self.typing.block_end[s])) + 1)
+
+    def _last_entry(self, start: int, stop: int) -> int:
+        """The last site or transformed structure of the level [start, stop), or -1."""
+        last = -1
+        j = start
+        while j < stop:
+            if j in self.site_number:
+                last = j
+                j += 1
+            elif j in self.transformed:
+                last = j
+                j = self.typing.block_end[j] + 1
+            else:
+                j = self._skip(j)
+        return last
+
+    def _sites_in(self, start: int, stop: int) -> range:
+        """The site numbers of the sites in [start, stop) (numbered in order)."""
+        sites = self.plan.sites
+        return range(bisect_left(sites, start), bisect_left(sites, stop))
 
     def _run_range(self, i: int, stop: int) -> tuple[int, int, list[Instr], int]:
         """The run of plain code starting at `i`: (start, end of what the run
@@ -459,22 +692,30 @@ class _Instrumenter:
         return i, j - cut, list(self.instrs[j - cut : j]), j
 
     def _movable_tail(self, start: int, site: int) -> int:
-        """How many trailing instructions of the run [start, site) only push a
-        constant or a local each, feeding the site's arguments directly: they move
-        into the site (re-executed there on a rewind) instead of being spilled."""
+        """How many trailing instructions of the run [start, site) compute some of
+        the site's last arguments from constants and locals alone (integer
+        arithmetic, deterministic): they move into the site, re-executed there on
+        a rewind (the locals they read are saved), instead of spilling what they
+        compute."""
         params, _ = self.plan.label_types(self.instrs[site])
         heights = self.typing.heights
-        count = 0
-        while count < len(params) and site - count - 1 >= start:
-            k = site - count - 1
+        first = heights[site] - len(params)
+        best = 0
+        low = heights[site]
+        k = site - 1
+        while k >= start:
             ins = self.instrs[k]
-            name = ins.op.name
-            if not (name.endswith(".const") or name == "local.get"):
+            if ins.op.id not in _PURE or self.typing.unreachable[k]:
                 break
-            if heights[k] + 1 != heights[k + 1] or self.typing.unreachable[k]:
+            # The lowest height while it runs: it pops its operands first.
+            pops = 0 if ins.op.params is None else len(ins.op.params)  # local.get: 0
+            low = min(low, heights[k] - pops)
+            if low < first:
                 break
-            count += 1
-        return count
+            if heights[k] == low:
+                best = site - k
+            k -= 1
+        return best
 
     def _skip(self, i: int) -> int:
         """The index after instruction `i`, or after the whole structure it opens."""
@@ -482,18 +723,22 @@ class _Instrumenter:
             return self.typing.block_end[i] + 1
         return i + 1
 
-    def _run(self, start: int, stop: int, base: int, *, guarded: bool = True) -> None:
+    def _run(
+        self, start: int, stop: int, base: int, *, guarded: bool = True, on_stack: bool = False
+    ) -> None:
+        """Emit the run [start, stop): reload the values it uses, copy it, spill
+        what it leaves. `on_stack`: the values it uses are on the stack already."""
         out = self.out
         typing = self.typing
         reachable_in = not typing.unreachable[start]
         # Values the run never touches stay parked in their spill locals.
         low = self._low_water(start, stop, base)
         if guarded:
-            out.append(_i("block", None))
-            self.labels.append(("guard", -1))
             out.append(_i("global.get", self.plan.state_global))
-            out.append(_i("br_if", 0))
-        if reachable_in:
+            out.append(_i("i32.eqz"))
+            out.append(_i("if", None))
+            self.labels.append(("guard", -1))
+        if reachable_in and not on_stack:
             self._reload(low, self._values(start, low))
         for k in range(start, stop):
             self._copy(k)
@@ -694,8 +939,15 @@ class _Instrumenter:
     def _arity(self, start: int) -> int:
         return len(self._label_types(start))
 
-    def _structure(self, s: int, base: int) -> int:
-        """Emit a transformed block/loop/if starting at `s`; return the index after it."""
+    def _structure(self, s: int, base: int, *, checked: bool = True) -> int:
+        """Emit a transformed structure starting at `s`; return the index after it.
+
+        `checked`: on a rewind the structure may be reached when the target site
+        is not in it (it is not the last entry of a precise level): a block or
+        loop is then entered only when the target is in it (its level is
+        precise), an `if` takes no branch, or the else branch as an imprecise
+        level. Try blocks are entered on every rewind (their levels are not
+        precise)."""
         ins = self.instrs[s]
         name = ins.op.name
         end = self.typing.block_end[s]
@@ -704,36 +956,34 @@ class _Instrumenter:
         inner = h - len(params) - (1 if name == "if" else 0)
         self.bases[s] = inner
         out = self.out
+        resume = self._scratch("resume")
+        state = self.plan.state_global
         if name == "if":
             else_at = self.typing.else_of.get(s)
-            then_sites = [n for i, n in self.site_number.items() if s < i < (else_at or end)]
-            cond_slot = self._slot(h - 1, NumType.I32)
-            out.append(_i("global.get", self.plan.state_global))
-            out.append(_i("if", NumType.I32))
-            self.labels.append(("extra", -1))
-            if then_sites:
-                resume = self._scratch("resume")
-                out += [
-                    _i("local.get", resume),
-                    _i("i32.const", min(then_sites)),
-                    _i("i32.ge_u"),
-                    _i("local.get", resume),
-                    _i("i32.const", max(then_sites)),
-                    _i("i32.le_u"),
-                    _i("i32.and"),
-                ]
+            then_end = else_at if else_at is not None else end
+            then_sites = self._sites_in(s, then_end)
+            cond = [_i("local.get", self._slot(h - 1, NumType.I32))]
+            if not then_sites:
+                # Never the then branch on a rewind (the else branch is taken).
+                out += [_i("i32.const", 0), *cond, _i("global.get", state), _i("select")]
+            elif not checked and (else_at is None or not self._sites_in(else_at, end)):
+                # On a rewind the target is in the then branch.
+                out += [*cond, _i("global.get", state), _i("i32.or")]
             else:
-                out.append(_i("i32.const", 0))
-            out.append(_i("else"))
-            out.append(_i("local.get", cond_slot))
-            out.append(_i("end"))
-            self.labels.pop()
+                # On a rewind: the then branch when the target is in it.
+                out += [
+                    *self._resume_le(max(then_sites) + 1),
+                    *cond,
+                    _i("global.get", state),
+                    _i("select"),
+                ]
             out.append(_i("if", None))
             self.labels.append(("orig", s))
-            self._level(s + 1, else_at if else_at is not None else end, inner)
+            # The then branch is taken on a rewind only when the target is in it.
+            self._level(s + 1, then_end, inner, precise=True)
             if else_at is not None:
                 out.append(_i("else"))
-                self._level(else_at + 1, end, inner)
+                self._level(else_at + 1, end, inner, precise=not checked)
             out.append(_i("end"))
             self.labels.pop()
             return end + 1
@@ -752,11 +1002,34 @@ class _Instrumenter:
             assert self.instrs[end].op.name == "delegate"
             out.append(_i("delegate", self._delegate_depth(int(self.instrs[end].imm), end)))
             return end + 1
+        enter = self._enter_test(s)
+        wrapped = checked and name == "loop"
+        if wrapped:
+            out += [*enter, _i("if", None)]
+            self.labels.append(("extra", -1))
         out.append(_i(name, None))
         self.labels.append(("orig", s))
-        self._level(s + 1, end, inner)
+        at, tests = len(out), self.resume_tests
+        # A block that a rewind may pass is entered anyway (a test at its entry
+        # would cost time in normal execution: switch statements nest many
+        # blocks, all entered for every dispatch); its level is not precise.
+        self._level(s + 1, end, inner, precise=not (checked and name == "block"))
+        if name == "loop" and self.resume_tests > tests:
+            # Back at the loop's start in normal execution, $resume must be at most
+            # the number of the sites before it again: 0 (kept on a rewind).
+            resume = self._scratch("resume")
+            out[at:at] = [
+                _i("local.get", resume),
+                _i("i32.const", 0),
+                _i("global.get", state),
+                _i("select"),
+                _i("local.set", resume),
+            ]
         out.append(_i("end"))
         self.labels.pop()
+        if wrapped:
+            out.append(_i("end"))
+            self.labels.pop()
         return end + 1
 
     def _label_depth(self, pos: int) -> int:
@@ -900,10 +1173,10 @@ class _Instrumenter:
                 continue
             dispatch += [
                 _i("local.get", resume),
-                _i("i32.const", min(nums)),
+                _i("i32.const", min(nums) + 1),
                 _i("i32.ge_u"),
                 _i("local.get", resume),
-                _i("i32.const", max(nums)),
+                _i("i32.const", max(nums) + 1),
                 _i("i32.le_u"),
                 _i("i32.and"),
                 _i("if", None),
@@ -960,44 +1233,61 @@ class _Instrumenter:
         base: int,
         moved: Sequence[Instr] = (),
         after: tuple[int, int, list[Instr], int] | None = None,
+        *,
+        checked: bool = True,
     ) -> None:
+        """Emit site `i`. Unless it is the last entry of a precise level (not
+        `checked`), it runs only when ``$resume <= k + 1``: in normal execution
+        ``$resume`` is at most k, on a rewind it is the target's number plus one,
+        at least k + 1."""
         ins = self.instrs[i]
         k = self.site_number[i]
         params, results = self.plan.label_types(ins)
         h = self.typing.heights[i]
         nargs = len(params)
         first = h - nargs
-        # The arguments: spilled ones first, then the moved constants/locals.
-        args = self._values(i, first)[: nargs - len(moved)]
+        # The arguments: spilled ones first, then those the moved code computes.
+        n_moved = h - self.typing.heights[i - len(moved)] if moved else 0
+        args = self._values(i, first)[: nargs - n_moved]
+        self.parked_at[i] = h - n_moved
         for m in moved:
             if m.op.name == "local.get":
                 self.must_save.add(int(m.imm))
         out = self.out
-        resume = self._scratch("resume")
-        out += [
-            _i("global.get", self.plan.state_global),
-            _i("i32.eqz"),
-            _i("local.get", resume),
-            _i("i32.const", k),
-            _i("i32.eq"),
-            _i("i32.or"),
-            _i("if", None),
-        ]
-        self.labels.append(("extra", -1))
-        # $resume = k now (it only matters when the callee unwinds; on a rewind it
-        # already is k), so that the unwind check is one branch.
-        out += [_i("i32.const", k), _i("local.set", resume)]
+        if checked:
+            out += self._resume_le(k + 1)
+            out.append(_i("if", None))
+            self.labels.append(("extra", -1))
         self._reload(first, args)
         for m in moved:
             out += self._original(m)
         out.append(ins)
-        # After a call the state is normal, or unwinding (1): then save the frame.
-        out += [_i("global.get", self.plan.state_global), _i("br_if", self._unwind_depth())]
-        self._store(first, list(results))
-        if after is not None and after[1] > after[0]:
-            self._run(after[0], after[1], base, guarded=False)
-        out.append(_i("end"))
-        self.labels.pop()
+        # After a call the state is normal, or unwinding (1): then branch to the
+        # frame-save tail with the site's number plus one (the call's results,
+        # dummies, are left behind).
+        out += [
+            _i("i32.const", k + 1),
+            _i("global.get", self.plan.state_global),
+            _i("br_if", self._unwind_depth()),
+            _i("drop"),
+        ]
+        run_after = after is not None and after[1] > after[0]
+        # When the run after it starts by consuming exactly the call's results (and
+        # nothing below them), they stay on the stack.
+        handoff = (
+            after is not None
+            and run_after
+            and bool(results)
+            and not self.typing.unreachable[after[0]]
+            and self._low_water(after[0], after[1], base) == first
+        )
+        if not handoff:
+            self._store(first, list(results))
+        if after is not None and run_after:
+            self._run(after[0], after[1], base, guarded=False, on_stack=handoff)
+        if checked:
+            out.append(_i("end"))
+            self.labels.pop()
 
     # -- frames ---------------------------------------------------------------
 
@@ -1008,7 +1298,17 @@ class _Instrumenter:
         for bits in live_after(self.instrs, self.typing, self.plan.sites, self.n_original).values():
             live |= bits
         original = [i for i in range(self.n_original) if live >> i & 1 or i in self.must_save]
-        saved = original + sorted(self.spill.values()) + sorted(self.exn_local.values())
+        # The spill locals that hold a value at some site: the operands below it
+        # and its arguments other than those the moved code computes.
+        parked: set[int] = set()
+        for i, height in self.parked_at.items():
+            for pos, t in enumerate(self.typing.types_before(i)[:height]):
+                if not isinstance(t, (NumType, RefType)):
+                    continue  # pragma: no cover - sites are reachable
+                idx = self.spill.get((pos, t if isinstance(t, NumType) else self._top(t)))
+                if idx is not None:
+                    parked.add(idx)
+        saved = original + sorted(parked) + sorted(self.exn_local.values())
         for idx in saved:
             self._check_ref(self.local_types[idx])
         return saved
@@ -1029,6 +1329,8 @@ class _Instrumenter:
             t = self.local_types[idx]
             if isinstance(t, RefType):
                 groups.setdefault(t.heap, []).append(idx)
+        if self.plan.frame_helper is not None and not groups:
+            return self._helper_frames(numeric, self.plan.frame_helper, data_global)
         offsets = []
         size = 0
         for idx in numeric:
@@ -1061,45 +1363,7 @@ class _Instrumenter:
                 return [_i("local.get", rb)]
             return [_i("local.get", rb), _i("i32.const", j), _i("i32.add")]
 
-        prologue = [
-            _i("global.get", self.plan.state_global),
-            _i("i32.const", STATE_REWINDING),
-            _i("i32.eq"),
-            _i("if", None),
-        ]
-        if self.plan.tail_owners:
-            # The top frame's owner (its last word): when it is not this function,
-            # hand over to it (this call stands for a tail call whose caller is gone).
-            owner = self._scratch("owner")
-            prologue += [
-                _i("global.get", data_global),
-                mem(f"{ipre}.load", 0),
-                _i(f"{ipre}.const", 4),
-                _i(f"{ipre}.sub"),
-                mem("i32.load", 0),
-                _i("local.set", owner),
-            ]
-            dummy = self.plan.dummy or _dummy
-            for g, params in self.plan.tail_owners:
-                prologue += [
-                    _i("local.get", owner),
-                    _i("i32.const", g),
-                    _i("i32.eq"),
-                    _i("if", None),
-                ]
-                for t in params:
-                    prologue += dummy(t)
-                prologue += [_i("return_call", g), _i("end")]
-            # A frame of any other function cannot be on top here: trap rather
-            # than restore this function from it.
-            prologue += [
-                _i("local.get", owner),
-                _i("i32.const", self.plan.func_index),
-                _i("i32.ne"),
-                _i("if", None),
-                _i("unreachable"),
-                _i("end"),
-            ]
+        prologue = self._rewind_test() + self._owner_handover(data_global)
         prologue += [
             _i("global.get", data_global),
             _i("global.get", data_global),
@@ -1206,6 +1470,91 @@ class _Instrumenter:
         saves = {-1: save}
         return prologue, saves
 
+    def _rewind_test(self) -> list[Instr]:
+        return [
+            _i("global.get", self.plan.state_global),
+            _i("i32.const", STATE_REWINDING),
+            _i("i32.eq"),
+            _i("if", None),
+        ]
+
+    def _owner_handover(self, data_global: int) -> list[Instr]:
+        """On a rewind with owner tags: when the top frame's owner (its last
+        word) is not this function, hand over to it (this call stands for a tail
+        call whose caller is gone); a frame of any other function cannot be on
+        top here: trap rather than restore this function from it."""
+        if not self.plan.tail_owners:
+            return []
+        p64 = self.plan.ptr64
+        ipre = "i64" if p64 else "i32"
+        owner = self._scratch("owner")
+        code = [
+            _i("global.get", data_global),
+            _i(f"{ipre}.load", MemArg(0, 0, self.plan.memory)),
+            _i(f"{ipre}.const", 4),
+            _i(f"{ipre}.sub"),
+            _i("i32.load", MemArg(0, 0, self.plan.memory)),
+            _i("local.set", owner),
+        ]
+        dummy = self.plan.dummy or _dummy
+        for g, params in self.plan.tail_owners:
+            code += [_i("local.get", owner), _i("i32.const", g), _i("i32.eq"), _i("if", None)]
+            for t in params:
+                code += dummy(t)
+            code += [_i("return_call", g), _i("end")]
+        code += [
+            _i("local.get", owner),
+            _i("i32.const", self.plan.func_index),
+            _i("i32.ne"),
+            _i("if", None),
+            _i("unreachable"),
+            _i("end"),
+        ]
+        return code
+
+    def _helper_frames(
+        self,
+        numeric: list[int],
+        helper: Callable[[bool, NumType, int], int],
+        data_global: int,
+    ) -> tuple[list[Instr], dict[int, list[Instr]]]:
+        """Frames written and read by the shared helpers (:class:`FrameHelpers`):
+        the saved locals grouped by type, i32 last, followed by the site number
+        and (with owner tags) the owner's index, which thus is the frame's last
+        word. None stands for the owner (pushed as a constant, dropped on pop)."""
+        resume = self._scratch("resume")
+        by_type: dict[NumType, list[int | None]] = {}
+        for idx in numeric:
+            t = self.local_types[idx]
+            assert isinstance(t, NumType)
+            by_type.setdefault(t, []).append(idx)
+        tail: list[int | None] = [resume]
+        if self.plan.owner_tags:
+            tail.append(None)
+        by_type[NumType.I32] = [*by_type.pop(NumType.I32, []), *tail]
+        chunks: list[tuple[NumType, list[int | None]]] = []
+        for t, members in by_type.items():
+            for a in range(0, len(members), HELPER_CHUNK):
+                chunks.append((t, members[a : a + HELPER_CHUNK]))
+        save: list[Instr] = []
+        for t, members in chunks:
+            for member in members:
+                if member is None:
+                    save.append(_i("i32.const", self.plan.func_index))
+                else:
+                    save.append(_i("local.get", member))
+            save.append(_i("call", helper(True, t, len(members))))
+        prologue = self._rewind_test() + self._owner_handover(data_global)
+        for t, members in reversed(chunks):
+            if self.plan.multivalue:
+                prologue.append(_i("call", helper(False, t, len(members))))
+            for member in reversed(members):
+                if not self.plan.multivalue:
+                    prologue.append(_i("call", helper(False, t, 1)))
+                prologue.append(_i("drop") if member is None else _i("local.set", member))
+        prologue.append(_i("end"))
+        return prologue, {-1: save}
+
 
 def instrument_function(plan: FunctionPlan, body: Body, typing: StackTyping) -> Body:
     """Instrument one function body (see the module docstring)."""
@@ -1213,7 +1562,13 @@ def instrument_function(plan: FunctionPlan, body: Body, typing: StackTyping) -> 
     out = inst.run()
     inst.settle_slots()
     prologue, saves = inst.frame_code(plan.data_global)
-    final: list[Instr] = list(prologue)
+    if inst.head:
+        # The code before the first site: in normal execution, not on a rewind.
+        assert prologue[-1].op.name == "end"
+        out = [*prologue[:-1], _i("else"), *inst.head, prologue[-1], *out]
+    else:
+        out = [*prologue, *out]
+    final: list[Instr] = []
     for ins in out:
         if isinstance(ins, _Marker):
             final += saves[ins.site]

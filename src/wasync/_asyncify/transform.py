@@ -17,6 +17,7 @@ from wasync._asyncify.instrument import (
     STATE_NORMAL,
     STATE_REWINDING,
     STATE_UNWINDING,
+    FrameHelpers,
     FunctionPlan,
     _dummy,
     _i,
@@ -273,6 +274,15 @@ def transform_module(
         return func_type(mt.tags[tag]).params
 
     site_test = is_call_site or default_site
+
+    def add_function(params: tuple[ValType, ...], results: tuple[ValType, ...], body: Body) -> int:
+        index = m.num_imported_funcs + len(m.functions)
+        m.functions.append(_type_index(m, FuncType(params, results)))
+        m.codes.append(FuncBody(body.encode()))
+        return index
+
+    helpers = FrameHelpers(add_function, data, ptr64, mem_index)
+    multivalue = any(isinstance(st.comp, FuncType) and len(st.comp.results) > 1 for st in mt.types)
     bodies = {f: m.body(f) for f in sorted(instrumented) if f >= nimp}
     changing = set(may_unwind) if changes_state is None else set(changes_state)
     owners = _tail_owners(
@@ -297,6 +307,8 @@ def transform_module(
             is_func_type=is_func_type,
             block_type=block_type,
             tag_params=tag_params,
+            frame_helper=helpers.get,
+            multivalue=multivalue,
             owner_tags=owners is not None,
             tail_owners=tuple(
                 (g, func_type(mt.func_type_indices[g]).params)
