@@ -457,10 +457,7 @@ def test_in_wasm_runtime_and_imported_globals_together() -> None:
     [{"memory": "frames"}, {"in_secondary_memory": True, "secondary_memory_size": 2}],
     ids=["chosen", "secondary"],
 )
-@pytest.mark.parametrize("strategy", ["asyncify"])
-def test_runtime_places_the_buffer_in_the_data_memory(
-    options: dict[str, Any], strategy: str
-) -> None:
+def test_runtime_places_the_buffer_in_the_data_memory(options: dict[str, Any]) -> None:
     """``wasync.instantiate`` reads which memory holds the data (from the
     module's own ``asyncify_start_unwind``) and places the buffer there: the
     module's main memory is left alone."""
@@ -470,7 +467,7 @@ def test_runtime_places_the_buffer_in_the_data_memory(
 
     async def main() -> tuple[list[int], bytes, bytes]:
         out = wasync.asyncify(wat(SLEEPER), **options)
-        inst = await wasync.instantiate(out, {"env": {"sleep": sleep}}, strategy=strategy)
+        inst = await wasync.instantiate(out, {"env": {"sleep": sleep}}, strategy="asyncify")
         main = inst.memory
         assert main is not None
         before = main.read(0, 65536)
