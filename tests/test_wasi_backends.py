@@ -1,7 +1,8 @@
 """The WASI file system backends: one behavioural suite for MemoryFS and
-HostDir (threads and inline), then each one's own features, and the sandbox
-of HostDir (symlinks leading out, non-clean paths, directories swapped for
-symlinks between resolution and use)."""
+HostDir (threads and inline; under asyncio, and under trio for "-trio"), then
+each one's own features, and the sandbox of HostDir (symlinks leading out,
+non-clean paths, directories swapped for symlinks between resolution and
+use)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from tests.support.wasi_harness import NowaitMode, nowait_simulation
-from wasync._wasi import _hostfs
+from wasync._wasi import _aio, _hostfs
 from wasync._wasi._abi import Errno, Filetype
 from wasync._wasi._fs import NOW, File, FileSystem, FsError, OpenMode, resolve_path
 from wasync._wasi._hostfs import ERRNO_TO_WASI, HostDir, errno_from_oserror
 from wasync._wasi._memfs import MemoryFS, Symlink, Tree, TreeEntry, clean_parts
 
-BACKENDS = ["memory", "host", "host-inline"]
+BACKENDS = ["memory", "host", "host-inline", "memory-trio", "host-trio"]
 
 R = OpenMode()
 W = OpenMode(read=False, write=True)
@@ -48,8 +50,15 @@ TREE: Tree = {
 }
 
 
+# The library run() runs under: trio for the "-trio" backends (set by `env`).
+LIBRARY = "asyncio"
+
+
 def run(coro: Coroutine[Any, Any, None]) -> None:
-    asyncio.run(coro)
+    if LIBRARY == "trio":
+        trio.run(lambda: coro)
+    else:
+        asyncio.run(coro)
 
 
 async def fails(code: Errno, aw: Awaitable[object]) -> FsError:
@@ -92,15 +101,15 @@ class Env:
 
     @property
     def host(self) -> bool:
-        return self.kind != "memory"
+        return self.kind.startswith("host")
 
     def make(self, tree: Tree | None = None, *, readonly: bool = False) -> FileSystem:
-        if self.kind == "memory":
+        if not self.host:
             return MemoryFS(TREE if tree is None else tree, readonly=readonly)
         root = self.tmp / f"root{len(self.made)}"
         root.mkdir()
         write_tree(root, TREE if tree is None else tree)
-        fs = HostDir(root, readonly=readonly, offload=self.kind == "host")
+        fs = HostDir(root, readonly=readonly, offload=self.kind != "host-inline")
         self.made.append(fs)
         return fs
 
@@ -112,8 +121,12 @@ class Env:
 
 
 @pytest.fixture(params=BACKENDS)
-def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
+def env(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Env]:
     e = Env(request.param, tmp_path)
+    if e.kind.endswith("-trio"):
+        monkeypatch.setitem(globals(), "LIBRARY", "trio")
     yield e
     for fs in e.made:
         fs.close()
@@ -633,7 +646,7 @@ def test_symlink_readlink(env: Env) -> None:
 
 
 async def settle() -> None:
-    await asyncio.sleep(0.03)  # beyond the file system clock's granularity
+    await _aio.current().sleep(0.03)  # beyond the file system clock's granularity
 
 
 def test_set_times(env: Env) -> None:
@@ -1305,10 +1318,26 @@ def test_fifo_open_does_not_block(tmp_path: Path) -> None:
     assert not unblocked
 
 
-def test_trio_and_custom_executor(tmp_path: Path) -> None:
-    trio = pytest.importorskip("trio")
+@pytest.mark.parametrize("library", ["asyncio", "trio"])
+def test_trio_and_custom_executor(tmp_path: Path, library: str) -> None:
+    """Under trio as under asyncio, offloaded calls run on the shared worker
+    threads, or on the executor given."""
     (tmp_path / "f").write_bytes(b"trio")
-    thread_names: set[str] = set()
+    thread_names: list[str] = []
+    orig = os.stat
+
+    def spy(*args: Any, **kwargs: Any) -> os.stat_result:
+        if args and args[0] == "f":
+            thread_names.append(threading.current_thread().name)
+        return orig(*args, **kwargs)
+
+    def go(coro: Coroutine[Any, Any, None]) -> None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(os, "stat", spy)
+            if library == "trio":
+                trio.run(lambda: coro)
+            else:
+                asyncio.run(coro)
 
     async def main() -> None:
         fs = HostDir(tmp_path)
@@ -1316,28 +1345,26 @@ def test_trio_and_custom_executor(tmp_path: Path) -> None:
         assert await f.read(10, 0) == b"trio"
         await f.close()
         await fs.mkdir("made")
+        assert (await fs.stat("f")).size == 4
         fs.close()
 
-    trio.run(main)
+    go(main())
     assert (tmp_path / "made").is_dir()
+    assert len(thread_names) == 1
+    assert thread_names.pop().startswith("wasync-hostfs-")
 
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
     with ThreadPoolExecutor(1, thread_name_prefix="custom") as pool:
         fs = HostDir(tmp_path, executor=pool)
-        orig = os.stat
-
-        def spy(*args: Any, **kwargs: Any) -> os.stat_result:
-            if args and args[0] == "f":
-                thread_names.add(threading.current_thread().name)
-            return orig(*args, **kwargs)
 
         async def stat() -> None:
             assert (await fs.stat("f")).size == 4
+            with pytest.raises(FsError) as info:
+                await fs.stat("missing")
+            assert info.value.errno == Errno.NOENT
 
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(os, "stat", spy)
-            run(stat())
+        go(stat())
         fs.close()
     assert len(thread_names) == 1
     assert thread_names.pop().startswith("custom")
@@ -1694,3 +1721,66 @@ def test_workers_after_cancellation_and_a_closed_loop() -> None:
         assert await _hostfs._WORKERS.run(lambda: 3) == 3
 
     run(still_working())
+
+
+def test_workers_under_trio() -> None:
+    """The same worker threads serve trio: results and errors come back through
+    the trio token; a cancelled wait is abandoned at once (the job runs to its
+    end and its result is dropped, as under asyncio), and a result for a
+    finished trio run is dropped quietly."""
+    started, release = threading.Event(), threading.Event()
+
+    def boom() -> None:
+        raise ValueError("boom")
+
+    def slow() -> int:
+        started.set()
+        release.wait(5)
+        return 1
+
+    async def main() -> None:
+        names: list[str] = []
+
+        async def one() -> None:
+            names.append(await _hostfs._WORKERS.run_trio(lambda: threading.current_thread().name))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(one)
+        assert len(names) == 8
+        assert all(n.startswith("wasync-hostfs-") for n in names)
+        with pytest.raises(ValueError, match="boom"):
+            await _hostfs._WORKERS.run_trio(boom)
+
+        with trio.move_on_after(5) as scope:
+            async with trio.open_nursery() as nursery:
+
+                async def cancel_when_started() -> None:
+                    await trio.to_thread.run_sync(started.wait, 5)
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(cancel_when_started)
+                await _hostfs._WORKERS.run_trio(slow)
+                pytest.fail("not cancelled")
+        assert not scope.cancelled_caught  # the nursery's own cancellation ended it
+        release.set()
+        assert await _hostfs._WORKERS.run_trio(lambda: 2) == 2  # slow()'s result: dropped
+
+    trio.run(main)
+
+    started.clear()
+    release.clear()
+
+    async def leave_running() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_hostfs._WORKERS.run_trio, slow)
+            await trio.to_thread.run_sync(started.wait, 5)
+            nursery.cancel_scope.cancel()
+
+    trio.run(leave_running)
+    release.set()  # its result goes to a finished run: dropped quietly
+
+    async def still_working() -> None:
+        assert await _hostfs._WORKERS.run_trio(lambda: 3) == 3
+
+    trio.run(still_working)

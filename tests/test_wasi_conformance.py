@@ -11,6 +11,9 @@ The programs print only deterministic things (return values, errno names,
 contents, sorted listings, properties of timestamps rather than timestamps).
 Where wasmtime itself is at odds with WASI or POSIX the check is left out of
 the comparison and asserted for wasync alone (see ``test_wasync_only``).
+
+wasync runs them under asyncio, and a subset under trio too (``*_under_trio``):
+the outcome must not depend on the event loop.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import pytest
 import wasmtime
 
 from tests.support.wasi_harness import (
+    LIBRARIES,
     STRATEGIES,
     Entry,
+    Library,
     NowaitMode,
     Outcome,
     Run,
@@ -87,6 +92,21 @@ def test_conformance(
 ) -> None:
     expected = reference(run, tmp_path_factory)
     actual = run_wasync(run, fresh_root(tmp_path, "root"), strategy)
+    assert_same(expected, actual)
+
+
+# Under trio: clocks, sleeping and poll_oneoff (basics), file descriptors and
+# reads and writes in HostDir's worker threads (fdops, fds), paths and readdir.
+TRIO_CASES = [CASES[0], Run("fdops"), Run("fds", preopens=TWO_PREOPENS), Run("readdir")]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("run", TRIO_CASES, ids=Run.label)
+def test_conformance_under_trio(
+    run: Run, strategy: Strategy, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    expected = reference(run, tmp_path_factory)
+    actual = run_wasync(run, fresh_root(tmp_path, "root"), strategy, library="trio")
     assert_same(expected, actual)
 
 
@@ -165,6 +185,14 @@ __wasi_fd_advise(fd, 0, 0, 9) -> EINVAL
 @pytest.mark.parametrize("run", list(DIVERGENT), ids=Run.label)
 def test_wasync_only(run: Run, strategy: Strategy, tmp_path: Path) -> None:
     actual = run_wasync(run, fresh_root(tmp_path, "root"), strategy)
+    assert actual.text() == DIVERGENT[run], text_diff(DIVERGENT[run].encode(), actual.stdout)
+    assert actual.exit_code == 0
+
+
+@pytest.mark.parametrize("strategy", ["fiber", "asyncify"])
+@pytest.mark.parametrize("run", list(DIVERGENT), ids=Run.label)
+def test_wasync_only_under_trio(run: Run, strategy: Strategy, tmp_path: Path) -> None:
+    actual = run_wasync(run, fresh_root(tmp_path, "root"), strategy, library="trio")
     assert actual.text() == DIVERGENT[run], text_diff(DIVERGENT[run].encode(), actual.stdout)
     assert actual.exit_code == 0
 
@@ -258,17 +286,22 @@ def _entries(tree: Tree, prefix: str, root: Path) -> list[Entry]:
     return out
 
 
+@pytest.mark.parametrize("library", LIBRARIES)
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("run", FILE_IO, ids=Run.label)
 def test_conformance_memory_fs(
-    run: Run, strategy: Strategy, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    run: Run,
+    strategy: Strategy,
+    library: Library,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """MemoryFS preopens holding the same trees: the same outcome (MemoryFS
     serves file calls at once on the loop's thread, in coroutines off it)."""
     expected = reference(run, tmp_path_factory)
     root = fresh_root(tmp_path, "root")
     preopens = {guest: MemoryFS(_tree(root / host)) for guest, host in run.preopens}
-    actual = run_wasync(run, root, strategy, preopens=preopens)
+    actual = run_wasync(run, root, strategy, preopens=preopens, library=library)
     hosts = {host for _, host in run.preopens}
     tree = [e for e in snapshot(root) if e[0].partition("/")[0] not in hosts]
     for (guest, host), fs in zip(run.preopens, preopens.values(), strict=True):

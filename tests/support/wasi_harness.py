@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 import pytest
+import trio
 import wasmtime
 
 import wasync
@@ -39,8 +40,10 @@ from wasync._wasi._core import Wasi
 from wasync._wasi._fs import FileSystem
 
 __all__ = [
+    "LIBRARIES",
     "PROGRAMS",
     "STRATEGIES",
+    "Library",
     "NowaitMode",
     "NowaitSim",
     "Outcome",
@@ -60,6 +63,8 @@ __all__ = [
 PROGRAMS: Final = Path(__file__).resolve().parents[1] / "data" / "wasi"
 STRATEGIES: Final = ("fiber", "thread", "asyncify")
 Strategy = Literal["fiber", "thread", "asyncify"]
+LIBRARIES: Final = ("asyncio", "trio")
+Library = Literal["asyncio", "trio"]
 
 CANARY: Final = b"canary: must never change\n"
 
@@ -225,8 +230,10 @@ def run_wasync(
     *,
     during: Callable[[], object] | None = None,
     preopens: Mapping[str, FileSystem] | None = None,
+    library: Library = "asyncio",
 ) -> Outcome:
-    """`run` under wasync's WASI (HostDir preopens) with `strategy`."""
+    """`run` under wasync's WASI (HostDir preopens) with `strategy`, in an
+    event loop of `library`."""
     out, err = bytearray(), bytearray()
 
     async def main() -> int:
@@ -238,7 +245,7 @@ def run_wasync(
         wasi = Wasi(run.argv, list(run.env), opened, stdin=run.stdin, stdout=out, stderr=err)
         return await wasi.run(wasync_module(run.program, strategy), strategy=strategy)
 
-    code = asyncio.run(main())
+    code = trio.run(main) if library == "trio" else asyncio.run(main())
     return Outcome(code, bytes(out), bytes(err), snapshot(root))
 
 

@@ -1,10 +1,14 @@
-"""``wasi_snapshot_preview1`` in Python, on asyncio, for every strategy.
+"""``wasi_snapshot_preview1`` in Python, on asyncio or trio, for every strategy.
 
 Each WASI function is a "maybe async" import (:func:`wasync.maybe_async`): what
 can be answered at once (arguments, clocks, a write to a buffer, a table
 lookup) returns its errno directly and costs no suspension; what waits (file
 systems, sockets, timers, input) returns a coroutine, and the wasm code is
 suspended until it completes.
+
+What waits on the event loop itself (timers, descriptor readiness, sockets)
+goes through :mod:`wasync._wasi._aio`, whose implementation for the running
+library (asyncio or trio) a Wasi looks up once per run.
 
 Guest pointers are checked: an access outside linear memory is ``EFAULT``.
 Paths are resolved by :meth:`FileSystem.resolve` relative to the directory
@@ -13,8 +17,8 @@ descriptor they are given with; nothing above that directory is reachable.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import os
 import socket
 import struct
@@ -26,6 +30,7 @@ from wasync._errors import WasyncError
 from wasync._runtime._host import maybe_async, with_caller
 from wasync._runtime._instance import MemoryAccessError
 from wasync._wasi import _abi as abi
+from wasync._wasi import _aio
 from wasync._wasi._abi import Errno, Filetype, Rights
 from wasync._wasi._fs import NOW, File, FileStat, FileSystem, FsError, OpenMode, TimeSpec
 from wasync._wasi._guest import GuestMemory
@@ -34,6 +39,7 @@ from wasync._wasi._streams import Input, InputSpec, Output, OutputSpec, make_inp
 if TYPE_CHECKING:
     from wasync._runtime._instance import Caller, Instance, Strategy
     from wasync._runtime._module import Module
+    from wasync._wasi._aio import Aio
 
 __all__ = ["ProcExit", "Wasi", "errno_of"]
 
@@ -250,10 +256,15 @@ class Wasi:
         for item in [*self.args, *self.env]:
             if b"\0" in item:
                 raise ValueError(f"argument or environment entry contains NUL: {item!r}")
+        self._stdio: tuple[Input, Output, Output] = (
+            make_input(stdin),
+            make_output(stdout, "stdout"),
+            make_output(stderr, "stderr"),
+        )
         self._fds: dict[int, _Fd] = {
-            0: _InFd(make_input(stdin)),
-            1: _OutFd(make_output(stdout, "stdout")),
-            2: _OutFd(make_output(stderr, "stderr")),
+            0: _InFd(self._stdio[0]),
+            1: _OutFd(self._stdio[1]),
+            2: _OutFd(self._stdio[2]),
         }
         self._preopens = dict(preopens or {})
         for name, fs in self._preopens.items():
@@ -266,6 +277,9 @@ class Wasi:
         # "thread" strategy) rather than the event loop's: file calls may block.
         self._off_loop = False
         self._imports: dict[str, Callable[..., Any]] | None = None
+        # The event-loop primitives of the library running the program (asyncio's
+        # or trio's): looked up by open() (so once per run), else on first use.
+        self._aio: Aio | None = None
 
     # -- wiring -----------------------------------------------------------------
 
@@ -280,7 +294,11 @@ class Wasi:
 
     async def open(self) -> None:
         """Open the preopened directories (fd 3 onwards, in order) and the
-        sockets after them. Done by :meth:`run`, or by the first WASI call."""
+        sockets after them. Done by :meth:`run` and :meth:`start`.
+
+        Also looks up which async library runs (asyncio or trio), and raises
+        TypeError for standard streams that library cannot serve."""
+        self._bind_library()
         if self._opened:
             return
         self._opened = True
@@ -296,11 +314,12 @@ class Wasi:
             fd += 1
 
     async def close(self) -> None:
-        """Close every descriptor still open."""
+        """Close every descriptor still open (also in a cancelled trio scope)."""
         fds, self._fds = self._fds, {}
-        for f in fds.values():
-            with contextlib.suppress(OSError, FsError):
-                await f.close()
+        with (self._aio or _aio.current()).shield():
+            for f in fds.values():
+                with contextlib.suppress(OSError, FsError):
+                    await f.close()
 
     async def run(
         self,
@@ -338,6 +357,23 @@ class Wasi:
         return 0
 
     # -- helpers ------------------------------------------------------------------
+
+    def _bind_library(self) -> Aio:
+        """Look up the running library's primitives (on the event loop)."""
+        aio = _aio.current()
+        if aio.name != "asyncio":
+            streams: tuple[Input | Output, ...] = self._stdio
+            for name, stream in zip(("stdin", "stdout", "stderr"), streams, strict=True):
+                if stream.needs_asyncio is not None:
+                    raise TypeError(f"{name}: {stream.needs_asyncio} (running under {aio.name})")
+        self._aio = aio
+        return aio
+
+    def _lib(self) -> Aio:
+        """The running library's primitives; call it in coroutines only (on the
+        event loop: under the "thread" strategy the rest runs elsewhere)."""
+        aio = self._aio
+        return aio if aio is not None else self._bind_library()
 
     def _mem(self, caller: Caller) -> GuestMemory:
         mem = self._memory
@@ -508,7 +544,7 @@ class Wasi:
     @_export
     def sched_yield(self, caller: Caller) -> Coroutine[Any, Any, int]:
         async def go() -> int:
-            await asyncio.sleep(0)
+            await self._lib().sleep(0)
             return 0
 
         return go()
@@ -874,7 +910,7 @@ class Wasi:
             except BlockingIOError:
                 return Errno.AGAIN
         else:
-            await asyncio.get_running_loop().sock_sendall(f.sock, data)
+            await self._lib().sock_sendall(f.sock, data)
             sent = len(data)
         mem.write(out, _U32.pack(sent))
         return 0
@@ -1283,29 +1319,23 @@ class Wasi:
         if events:
             return finish(events)
 
+        def next_timeout() -> float | None:
+            if not clocks:
+                return None
+            return max(0.0, (min(d for _, d in clocks) - time.monotonic_ns()) / 1e9)
+
+        def check() -> list[bytes] | None:
+            return ready_events() or None
+
         async def wait() -> int:
-            waiters: list[asyncio.Future[Any]] = []
-            loop = asyncio.get_running_loop()
-            try:
-                for _, t, f, _ in fds:
-                    assert f is not None
-                    waiters.append(loop.create_task(self._wait_ready(f, t)))
-                timeout = None
-                if clocks:
-                    timeout = max(0.0, (min(d for _, d in clocks) - time.monotonic_ns()) / 1e9)
-                while True:
-                    if waiters:
-                        await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
-                    else:
-                        await asyncio.sleep(timeout or 0)
-                    events = ready_events()
-                    if events:
-                        return finish(events)
-                    if clocks:
-                        timeout = max(0.0, (min(d for _, d in clocks) - time.monotonic_ns()) / 1e9)
-            finally:
-                for w in waiters:
-                    w.cancel()
+            # One wait per descriptor and kind (trio allows one waiter per
+            # descriptor and direction; under asyncio a second add_reader would
+            # replace the first anyway).
+            waits: dict[tuple[int, int], Callable[[], Coroutine[Any, Any, None]]] = {}
+            for _, t, f, _ in fds:
+                assert f is not None
+                waits.setdefault((id(f), t), functools.partial(self._wait_ready, f, t))
+            return finish(await self._lib().wait_any(list(waits.values()), next_timeout, check))
 
         return wait()
 
@@ -1335,23 +1365,13 @@ class Wasi:
         if isinstance(f, _InFd) and kind == abi.EventType.FD_READ:
             await f.source.wait_ready()
         elif isinstance(f, _SockFd):
-            loop = asyncio.get_running_loop()
-            fut: asyncio.Future[None] = loop.create_future()
-            fileno = f.sock.fileno()
             if kind == abi.EventType.FD_READ:
-                loop.add_reader(fileno, fut.set_result, None)
-                try:
-                    await fut
-                finally:
-                    loop.remove_reader(fileno)
+                await self._lib().wait_readable(f.sock)
             else:
-                loop.add_writer(fileno, fut.set_result, None)
-                try:
-                    await fut
-                finally:
-                    loop.remove_writer(fileno)
+                await self._lib().wait_writable(f.sock)
         else:
-            await asyncio.Event().wait()  # never ready: only a clock or another fd ends the poll
+            # never ready: only a clock or another fd ends the poll
+            await self._lib().sleep_forever()
 
     # -- sockets --------------------------------------------------------------------
 
@@ -1386,13 +1406,12 @@ class Wasi:
             return take(conn)
 
         async def go() -> int:
-            conn, _ = await asyncio.get_running_loop().sock_accept(f.sock)
-            return take(conn)
+            return take(await self._lib().sock_accept(f.sock))
 
         return go()
 
     async def _recv(self, f: _SockFd, n: int, flags: int) -> bytes:
-        loop = asyncio.get_running_loop()
+        aio = self._lib()
         peek = flags & abi.RIFLAGS_RECV_PEEK
         waitall = flags & abi.RIFLAGS_RECV_WAITALL
         if f.flags & abi.Fdflags.NONBLOCK:
@@ -1403,9 +1422,9 @@ class Wasi:
         if peek:
             await self._wait_ready(f, abi.EventType.FD_READ)
             return f.sock.recv(n, socket.MSG_PEEK)
-        data = await loop.sock_recv(f.sock, n)
+        data = await aio.sock_recv(f.sock, n)
         while waitall and data and len(data) < n:
-            more = await loop.sock_recv(f.sock, n - len(data))
+            more = await aio.sock_recv(f.sock, n - len(data))
             if not more:
                 break
             data += more

@@ -14,10 +14,10 @@ The sandbox holds against races, not only against the paths it is given:
   thread, so closing a :class:`HostDir` or file never lets a recycled
   descriptor number be used in its place.
 
-System calls run in worker threads (``offload=True``, the default: 4 shared
-threads under asyncio, or the ``executor`` given; ``trio.to_thread`` under
-trio) or inline on the event loop (``offload=False``: cheaper per call, but the
-loop blocks for each call; fine for local disks and benchmarks). Two
+System calls run in worker threads (``offload=True``, the default: 4 threads
+shared by every event loop, asyncio's or trio's, or the ``executor`` given) or
+inline on the event loop (``offload=False``: cheaper per call, but the loop
+blocks for each call; fine for local disks and benchmarks). Two
 exceptions keep ``offload=True`` from costing a thread round trip where nothing
 waits: a read of a regular file is first tried inline with ``RWF_NOWAIT``
 (Linux >= 4.14), which the kernel serves from the page cache or refuses rather
@@ -47,8 +47,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-import sniffio
-
+from wasync._wasi import _aio
 from wasync._wasi._abi import Errno, Filetype
 from wasync._wasi._fs import (
     MAX_SYMLINKS,
@@ -370,15 +369,21 @@ class _FdGuard:
         return self._closing
 
 
-# A job for the workers: the loop to answer on, the future to settle, the call.
-_Job: TypeAlias = "tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[], Any]]"
+# A job for the workers: ``post(settle, target, (ok, value))`` hands the outcome
+# of `call` over, thread-safely, to the loop that waits for it (asyncio: the
+# loop's call_soon_threadsafe, _settle and a future; trio: the trio token's
+# run_sync_soon, TrioWaiter.settle and a waiter).
+_Post: TypeAlias = "Callable[..., object]"
+_Settle: TypeAlias = "Callable[[Any, tuple[bool, object]], None]"
+_Job: TypeAlias = "tuple[_Post, _Settle, Any, Callable[[], Any]]"
 
 
 class _Workers:
     """The threads that run offloaded system calls for every :class:`HostDir`
     without an executor of its own: `size` threads (started on first use)
     taking jobs from one queue, each job's result handed to its event loop
-    with ``call_soon_threadsafe``.
+    with ``call_soon_threadsafe`` (asyncio) or the trio token's
+    ``run_sync_soon`` (trio).
 
     About half the cost of ``loop.run_in_executor`` on a ThreadPoolExecutor
     per call (no concurrent future to create, lock and chain to an asyncio one:
@@ -401,14 +406,30 @@ class _Workers:
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forget_threads)
 
-    def run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
-        """A future of `fn()` run in a worker, for the running loop."""
+    def run(
+        self, fn: Callable[[], T], loop: asyncio.AbstractEventLoop | None = None
+    ) -> asyncio.Future[T]:
+        """A future of `fn()` run in a worker, for `loop` (the running loop)."""
         if not self._started or self._closed:
             self._start()
-        loop = asyncio.get_running_loop()
+        if loop is None:
+            loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((loop, fut, fn))
+        self._jobs.put((loop.call_soon_threadsafe, _settle, fut, fn))
         return fut
+
+    async def run_trio(self, fn: Callable[[], T]) -> T:
+        """`fn()` run in a worker, awaited under trio (cancelled: abandoned, as
+        an asyncio future is cancelled; the call itself runs to its end)."""
+        if not self._started or self._closed:
+            self._start()
+        import trio  # noqa: PLC0415 - only when trio runs
+
+        waiter = _aio.TrioWaiter()
+        post = trio.lowlevel.current_trio_token().run_sync_soon
+        self._jobs.put((post, _aio.TrioWaiter.settle, waiter, fn))
+        value: T = await _aio.trio_wait(waiter)
+        return value
 
     def _start(self) -> None:
         with self._lock:
@@ -427,16 +448,17 @@ class _Workers:
             job = jobs.get()
             if job is None:
                 return
-            loop, fut, fn = job
+            post, settle, target, fn = job
             del job
             try:
                 result: tuple[bool, object] = (True, fn())
             except BaseException as e:  # noqa: BLE001 - delivered to the waiting task
                 result = (False, e)
             del fn
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_settle, fut, result)
-            del loop, fut, result
+            # RuntimeError: a closed loop, a finished trio run: nobody waits any more
+            with contextlib.suppress(RuntimeError):
+                post(settle, target, result)
+            del post, settle, target, result
 
     def _shutdown(self) -> None:
         with self._lock:
@@ -478,13 +500,22 @@ class _Runner:
     async def __call__(self, fn: Callable[[], T]) -> T:
         if not self.offload:
             return fn()
-        if sniffio.current_async_library() == "trio":
-            import trio  # noqa: PLC0415 - only when trio runs
-
-            return await trio.to_thread.run_sync(fn)
+        # A HostDir is not tied to one loop: which library runs is looked up per
+        # call, with what the asyncio path needs anyway (cheaper than sniffio).
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: trio (or an error)
+            return await self._trio(fn)
         if self.executor is not None:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
-        return await _WORKERS.run(fn)
+            return await loop.run_in_executor(self.executor, fn)
+        return await _WORKERS.run(fn, loop)
+
+    async def _trio(self, fn: Callable[[], T]) -> T:
+        if _aio.current().name != "trio":
+            raise RuntimeError("HostDir must be awaited from asyncio or trio")
+        if self.executor is not None:
+            return await _aio.trio_run_in_executor(self.executor, fn)
+        return await _WORKERS.run_trio(fn)
 
 
 def _walk(root: int, parts: list[str]) -> int:

@@ -5,6 +5,11 @@ transport is not backed up), so ``printf`` does not suspend the program; an
 asyncio stream that needs draining, or an async callback, makes the write wait.
 Inputs likewise answer at once when they have the bytes at hand (``bytes``, or
 what a stream read ahead): :meth:`Input.read_now`.
+
+Everything works under asyncio and trio except asyncio's own streams
+(``asyncio.StreamReader``/``StreamWriter``), which need asyncio's loop: their
+:attr:`Input.needs_asyncio`/:attr:`Output.needs_asyncio` says what to pass
+instead, and :class:`~wasync.Wasi` raises it when run under trio.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import asyncio
 import inspect
 import io
 import sys
-from typing import IO, TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+
+from wasync._wasi._aio import run_in_thread
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -32,6 +39,9 @@ OutputSpec: TypeAlias = (
 class Output:
     """Where a program's writes go; ``write`` returns None when done, or an
     awaitable to wait for."""
+
+    #: For an output that only works under asyncio: the error to raise elsewhere.
+    needs_asyncio: ClassVar[str | None] = None
 
     def write(self, data: bytes) -> Awaitable[None] | None:
         return None
@@ -95,6 +105,12 @@ class _Writer(Output):
     """An asyncio StreamWriter: written at once, drained only when its
     transport's buffer is above the high-water mark."""
 
+    needs_asyncio = (
+        "an asyncio.StreamWriter needs asyncio; under trio pass a callable instead "
+        "(it may be async, such as a trio stream's send_all), or a bytearray, "
+        "a binary file, 'inherit' or None"
+    )
+
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
 
@@ -139,6 +155,9 @@ def make_output(spec: OutputSpec, name: Literal["stdout", "stderr"]) -> Output:
 class Input:
     """Where a program's reads come from."""
 
+    #: For an input that only works under asyncio: the error to raise elsewhere.
+    needs_asyncio: ClassVar[str | None] = None
+
     async def read(self, n: int) -> bytes:
         """Up to `n` bytes; b"" at the end."""
         return b""
@@ -181,6 +200,11 @@ class _Bytes(Input):
 class _Reader(Input):
     """An asyncio StreamReader; bytes read ahead for readiness are kept."""
 
+    needs_asyncio = (
+        "an asyncio.StreamReader needs asyncio; under trio pass bytes, a binary file "
+        "(such as os.fdopen(fd, 'rb') on a pipe: read on a worker thread), 'inherit' or None"
+    )
+
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self._reader = reader
         self._ahead = b""
@@ -221,7 +245,7 @@ class _BlockingFile(Input):
         file = self._file if self._file is not None else sys.stdin.buffer
         read1 = getattr(file, "read1", None)
         fn = read1 if read1 is not None else file.read
-        return bytes(await asyncio.get_running_loop().run_in_executor(None, fn, n))
+        return bytes(await run_in_thread(fn, n))
 
     def read_now(self, n: int, *, off_loop: bool) -> None:
         return None  # a file or terminal may block: always on a worker thread
