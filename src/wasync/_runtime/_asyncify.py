@@ -34,6 +34,7 @@ import wasmtime
 
 from wasync._binary.types import ExternKind, FuncType, NumType
 from wasync._errors import AsyncifyStackOverflow, Trap, WasyncError
+from wasync._asyncify.transform import data_memory
 from wasync._runtime._common import (
     close_awaitable,
     define_import,
@@ -142,13 +143,16 @@ class AsyncifyBackend:
     ``InstanceOptions.asyncify_stack_size`` bytes (header included):
 
     * at ``asyncify_data_address`` if given (the caller vouches for the region);
+    * in a memory the transform added for the data alone (wasync's
+      ``asyncify_memory``, see :func:`wasync._asyncify.transform.data_memory`):
+      all of it, from address 0;
     * else with the module's own ``malloc`` export, if it has one, called once
       after instantiation. This is preferred because the module's allocator then
       knows the region is taken: an allocator that treats everything between its
       heap pointer and the end of memory as its own (Emscripten's ``sbrk``
       compares its break with ``memory.size``; so do simple bump allocators)
       would otherwise hand out the bytes the runtime uses;
-    * else by growing memory 0 by enough pages and using the new pages (never a
+    * else by growing the memory by enough pages and using the new pages (never a
       fixed low address, where the module's data and stack live). A large
       overflow then runs off the end of memory and traps instead of corrupting
       data (until the module grows its memory further).
@@ -200,7 +204,9 @@ class AsyncifyBackend:
         self._word = _U64 if self._is64 else _U32
         self._pair = struct.Struct("<QQ" if self._is64 else "<II")
         self._header = 2 * self._word.size
-        self._memory: Memory | None = None  # memory 0, which holds the buffer
+        self._memory: Memory | None = None  # the memory that holds the buffer
+        self._memory_index = 0  # its index (memory 0 unless transformed otherwise)
+        self._dedicated = False  # it holds nothing else (a secondary memory)
         self._memory_address = 0  # its wasmtime_memory_t
         self._data = 0  # address of the header
         self._start = 0  # first byte for frames (data + header size)
@@ -353,26 +359,33 @@ class AsyncifyBackend:
         missing = [n for n in ASYNCIFY_EXPORTS if n not in self._funcs]
         if missing:  # exported with an unexpected (reference-typed) signature
             raise WasyncError(f"the module's Asyncify exports are malformed: {', '.join(missing)}")
+        # The memory the module keeps its data in: memory 0 unless it was
+        # transformed with another one (asyncify-memory, a secondary memory).
+        binary = self._module.binary
+        index = data_memory(binary) or 0
+        self._memory_index = index
         name = next(
-            (
-                e.name
-                for e in self._module.binary.exports
-                if e.kind is ExternKind.MEMORY and e.index == 0
-            ),
+            (e.name for e in binary.exports if e.kind is ExternKind.MEMORY and e.index == index),
             None,
         )
         memory = self._memories.get(name) if name is not None else None
         if memory is None:
-            # Without memory 0 the runtime cannot reach the buffer. That is fine
+            # Without that memory the runtime cannot reach the buffer. That is fine
             # only if nothing can suspend (no async imports: the module may still
             # run Asyncify itself, inside wasm).
             if self._has_async:
                 raise WasyncError(
-                    "strategy 'asyncify' keeps the unwound frames in memory 0, which the "
-                    "module does not export: export it, or use strategy='fiber'"
+                    f"strategy 'asyncify' keeps the unwound frames in memory {index}, which "
+                    "the module does not export: export it, or use strategy='fiber'"
                 )
             self._prepare_abi()
             return
+        # A memory the transform added for the data alone (wasync exports it as
+        # "asyncify_memory"): the buffer is the whole of it.
+        imported = sum(1 for i in binary.imports if i.kind is ExternKind.MEMORY)
+        self._dedicated = index >= imported and name is not None and (
+            name.startswith("asyncify_memory")
+        )
         self._memory = memory
         self._memory_address = ctypes.addressof(memory._raw)
         self._memory_words = (word(self._ctx_address), word(self._memory_address))
@@ -391,9 +404,13 @@ class AsyncifyBackend:
             if address < 0 or address % 4 or address + size > memory.size:
                 raise ValueError(
                     f"asyncify_data_address={address} with asyncify_stack_size={size}: the "
-                    f"buffer must be 4-byte aligned and inside memory 0 ({memory.size} bytes)"
+                    f"buffer must be 4-byte aligned and inside memory {self._memory_index} "
+                    f"({memory.size} bytes)"
                 )
-        elif "malloc" in self._funcs and self._funcs["malloc"][1:] == (
+        elif self._dedicated:
+            address = 0
+            size = min(size, memory.size)
+        elif self._memory_index == 0 and "malloc" in self._funcs and self._funcs["malloc"][1:] == (
             (self._ptr_kind,),
             (self._ptr_kind,),
         ):
@@ -403,7 +420,8 @@ class AsyncifyBackend:
         if address + size > memory.size:  # the header is accessed without checks
             raise WasyncError(
                 f"the Asyncify data buffer at {address} ({size} bytes) does not fit in memory "
-                f"0 ({memory.size} bytes): the module's malloc returned a bad pointer"
+                f"{self._memory_index} ({memory.size} bytes): the module's malloc returned a bad "
+                "pointer"
             )
         self._data = address
         self._start = address + self._header
@@ -434,7 +452,7 @@ class AsyncifyBackend:
         if err:
             reason = take_error(err)
             raise WasyncError(
-                f"cannot grow memory 0 by {pages} page(s) for the {size}-byte Asyncify data "
+                f"cannot grow memory {self._memory_index} by {pages} page(s) for the {size}-byte Asyncify data "
                 f"buffer ({reason}): lower asyncify_stack_size, export malloc, or pass "
                 "asyncify_data_address"
             )
