@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
+from wasync._asyncify.transform import data_memory
 from wasync._binary.types import ExternKind, FuncType, NumType
 from wasync._errors import AsyncifyStackOverflow, Trap, WasyncError
-from wasync._asyncify.transform import data_memory
 from wasync._runtime._common import (
     close_awaitable,
     define_import,
@@ -383,8 +383,8 @@ class AsyncifyBackend:
         # A memory the transform added for the data alone (wasync exports it as
         # "asyncify_memory"): the buffer is the whole of it.
         imported = sum(1 for i in binary.imports if i.kind is ExternKind.MEMORY)
-        self._dedicated = index >= imported and name is not None and (
-            name.startswith("asyncify_memory")
+        self._dedicated = (
+            index >= imported and name is not None and (name.startswith("asyncify_memory"))
         )
         self._memory = memory
         self._memory_address = ctypes.addressof(memory._raw)
@@ -410,9 +410,14 @@ class AsyncifyBackend:
         elif self._dedicated:
             address = 0
             size = min(size, memory.size)
-        elif self._memory_index == 0 and "malloc" in self._funcs and self._funcs["malloc"][1:] == (
-            (self._ptr_kind,),
-            (self._ptr_kind,),
+        elif (
+            self._memory_index == 0
+            and "malloc" in self._funcs
+            and self._funcs["malloc"][1:]
+            == (
+                (self._ptr_kind,),
+                (self._ptr_kind,),
+            )
         ):
             address = self._malloc(size)
         else:
@@ -452,9 +457,9 @@ class AsyncifyBackend:
         if err:
             reason = take_error(err)
             raise WasyncError(
-                f"cannot grow memory {self._memory_index} by {pages} page(s) for the {size}-byte Asyncify data "
-                f"buffer ({reason}): lower asyncify_stack_size, export malloc, or pass "
-                "asyncify_data_address"
+                f"cannot grow memory {self._memory_index} by {pages} page(s) for the "
+                f"{size}-byte Asyncify data buffer ({reason}): lower asyncify_stack_size, "
+                "export malloc, or pass asyncify_data_address"
             )
         return prev.value * page
 
