@@ -220,6 +220,31 @@ def test_cancel_while_suspended_then_next_call_works(
     asyncio.run(main())
 
 
+def test_close_while_suspended_then_the_call_raises(
+    core: wasync.Module, strategy: wasync.Strategy
+) -> None:
+    """The import finishes after close(): the call raises instead of touching the
+    released store (a use after free before), and other instances carry on."""
+
+    async def main() -> None:
+        host = Host()
+        host.block = asyncio.Event()
+        inst = await make(core, strategy, host)
+        task = asyncio.create_task(inst.exports.sum(3))
+        while not host.calls:
+            await asyncio.sleep(0.001)
+        inst.close()
+        gc.collect()
+        others = [await make(core, strategy, Host()) for _ in range(3)]
+        host.block.set()
+        with pytest.raises(wasync.WasyncError, match="closed"):
+            await asyncio.wait_for(task, 10)
+        for other in others:
+            assert await other.exports.sum(3) == 30
+
+    asyncio.run(main())
+
+
 def test_calls_on_one_instance_are_serialized(
     core: wasync.Module, strategy: wasync.Strategy
 ) -> None:

@@ -790,3 +790,100 @@ def test_memory64_header_is_two_u64() -> None:
         assert (info.value.needed, info.value.available) == (8, 4)
 
     asyncio.run(main())
+
+
+# A module instrumented by hand (the Asyncify ABI on memory 0, frames of one i32):
+# "run" follows the protocol; "sloppy" restores its frame on the rewind without
+# popping it; "both" suspends in an import with two results.
+HAND = r"""
+(module
+  (import "env" "get" (func $get (param i32) (result i32)))
+  (import "env" "pair" (func $pair (param i32) (result i32 i64)))
+  (memory (export "memory") 1)
+  (global $state (mut i32) (i32.const 0))
+  (global $data (mut i32) (i32.const 0))
+  (func $check
+    (if (i32.gt_u (i32.load (global.get $data)) (i32.load offset=4 (global.get $data)))
+      (then (unreachable))))
+  (func (export "asyncify_start_unwind") (param i32)
+    (global.set $state (i32.const 1)) (global.set $data (local.get 0)) (call $check))
+  (func (export "asyncify_stop_unwind") (global.set $state (i32.const 0)) (call $check))
+  (func (export "asyncify_start_rewind") (param i32)
+    (global.set $state (i32.const 2)) (global.set $data (local.get 0)) (call $check))
+  (func (export "asyncify_stop_rewind") (global.set $state (i32.const 0)) (call $check))
+  (func (export "asyncify_get_state") (result i32) (global.get $state))
+  (func $pop (result i32)
+    (i32.store (global.get $data) (i32.sub (i32.load (global.get $data)) (i32.const 4)))
+    (i32.load (i32.load (global.get $data))))
+  (func $push (param i32)
+    (i32.store (i32.load (global.get $data)) (local.get 0))
+    (i32.store (global.get $data) (i32.add (i32.load (global.get $data)) (i32.const 4))))
+  (func (export "run") (param $x i32) (result i32)
+    (local $r i32)
+    (if (i32.eq (global.get $state) (i32.const 2)) (then (local.set $x (call $pop))))
+    (local.set $r (call $get (local.get $x)))
+    (if (i32.eq (global.get $state) (i32.const 1))
+      (then (call $push (local.get $x)) (return (i32.const 0))))
+    (i32.add (local.get $r) (local.get $x)))
+  (func (export "sloppy") (param $x i32) (result i32)
+    (local $r i32)
+    (if (i32.eq (global.get $state) (i32.const 2))
+      (then (local.set $x (i32.load (i32.sub (i32.load (global.get $data)) (i32.const 4))))))
+    (local.set $r (call $get (local.get $x)))
+    (if (i32.eq (global.get $state) (i32.const 1))
+      (then (call $push (local.get $x)) (return (i32.const 0))))
+    (i32.add (local.get $r) (local.get $x)))
+  (func (export "both") (param $x i32) (result i64)
+    (local $a i32) (local $b i64)
+    (if (i32.eq (global.get $state) (i32.const 2)) (then (local.set $x (call $pop))))
+    (call $pair (local.get $x))
+    (local.set $b)
+    (local.set $a)
+    (if (i32.eq (global.get $state) (i32.const 1))
+      (then (call $push (local.get $x)) (return (i64.const 0))))
+    (i64.add (i64.extend_i32_s (local.get $a)) (local.get $b))))
+"""
+
+
+def test_hand_instrumented_module_results_and_errors() -> None:
+    """The stubs hand a result over on the rewind; an exception, or a result of
+    the wrong shape, is raised at the import through the Python callback; a
+    rewind that does not bring the data position back is reported, and the
+    instance carries on."""
+
+    async def main() -> None:
+        answer: list[object] = []
+
+        async def get(x: int) -> int:
+            await asyncio.sleep(0)
+            if x < 0:
+                raise LookupError(x)
+            return x * 10
+
+        async def pair(x: int) -> object:
+            await asyncio.sleep(0)
+            return answer[0]
+
+        inst = await wasync.instantiate(
+            wasync.Module.from_wat(HAND), {"env": {"get": get, "pair": pair}}
+        )
+        assert inst.strategy == "asyncify"
+        start = backend_of(inst).data_address + 8
+        assert await inst.exports.run(4) == 44
+        with pytest.raises(LookupError):
+            await inst.exports.run(-1)
+        assert position(inst)[0] == start
+        answer[:] = [(2, 2**40)]
+        assert await inst.exports.both(7) == 2 + 2**40
+        for bad in [(1,), ("x", 1), 5]:
+            answer[:] = [bad]
+            with pytest.raises(TypeError):
+                await inst.exports.both(7)
+            assert position(inst)[0] == start
+        for x in (3, -3):  # the stubs' check, and the Python callback's
+            with pytest.raises(wasync.WasyncError, match="restored inconsistently"):
+                await inst.exports.sloppy(x)
+            assert position(inst)[0] == start
+        assert await inst.exports.run(5) == 55
+
+    asyncio.run(main())

@@ -2,14 +2,14 @@
 their own stack, so a synchronous wasmtime store is enough.
 
 The module runs on a plain (synchronous) wasmtime store. When wasm calls an
-``async def`` import, our callback records the call, calls the module's export
+``async def`` import, the runtime records the call, calls the module's export
 ``asyncify_start_unwind(data)`` and returns a zero value: every instrumented
 frame saves its locals into the data buffer and returns, so the export call
 returns to the driver (a coroutine on the event loop) with the state
 "unwinding". The driver calls ``asyncify_stop_unwind()``, awaits the user's
 coroutine, calls ``asyncify_start_rewind(data)`` and calls the **same export
 again with the same arguments**: the frames restore themselves on entry, the
-import is called again in the state "rewinding", and this time our callback
+import is called again in the state "rewinding", and this time the runtime
 calls ``asyncify_stop_rewind()`` and returns the awaited result. The wasm code
 carries on from there. Plain imports are ordinary synchronous host functions.
 
@@ -20,6 +20,16 @@ frames are written upward from ``data + header size``. Binaryen's code checks
 an unwind deeper than the buffer writes past its end before anyone notices, so
 the default buffer is large (1 MiB) and an overflow is reported as
 :class:`~wasync.AsyncifyStackOverflow` with the size that was needed.
+
+That is the protocol; most of its steps run in wasm, in two helper modules
+instantiated beside the module (see _asyncify_helper): stubs between the
+module and its async imports, which start the unwind and hand over the
+awaited result on the rewind without entering Python, and trampolines through
+which the driver calls the exports, which start the rewind and report the
+Asyncify state and the data header. A suspension of an ``async def`` import
+then costs the driver one call into wasm; the Python callback behind each stub
+runs for "maybe async" imports, for an import whose result the stubs cannot
+hand over (an exception, a value of the wrong type) and to report misuse.
 """
 
 from __future__ import annotations
@@ -28,13 +38,25 @@ import ctypes
 import inspect
 import struct
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import wasmtime
 
 from wasync._asyncify.transform import data_memory
-from wasync._binary.types import ExternKind, FuncType, NumType
+from wasync._binary.types import ExternKind, FuncType, Limits, NumType
 from wasync._errors import AsyncifyStackOverflow, Trap, WasyncError
+from wasync._runtime._asyncify_helper import (
+    ARGS,
+    DATA,
+    DRIVING,
+    MODE,
+    PENDING,
+    SLOW,
+    STATUS,
+    STATUS_REWIND_POSITION,
+    UNWIND,
+    Helper,
+)
 from wasync._runtime._common import (
     close_awaitable,
     define_import,
@@ -44,11 +66,13 @@ from wasync._runtime._common import (
 )
 from wasync._runtime._ffi import (
     RAW,
+    RAW_VAL_SIZE,
     UNCHECKED_CALLBACK,
     RawMarshal,
     error_pointer,
     ffi,
     raw_function,
+    raw_marshal_for,
     take_error,
     trap_address,
     word,
@@ -56,7 +80,7 @@ from wasync._runtime._ffi import (
 from wasync._runtime._module import ASYNCIFY_EXPORTS, engine_for
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from wasync._runtime._common import ExportFunc
     from wasync._runtime._host import HostFunc
@@ -81,47 +105,111 @@ _memory_data = raw_function("wasmtime_memory_data", ctypes.c_void_p, release_gil
 _I32 = struct.Struct("<i")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+# The stubs' MODE and PENDING words (see _asyncify_helper), read together.
+_MODE_PENDING = struct.Struct("<II")
+# MODE, PENDING, DRIVING, STATUS, UNWIND: written together at the start of a call.
+_FLAGS = struct.Struct("<5I")
 # Exports a caller must not call by hand: the runtime owns the unwind/rewind protocol.
 _PROTOCOL_EXPORTS = frozenset(ASYNCIFY_EXPORTS) - {"asyncify_get_state"}
+# How the driver runs a suspended import (the mode in its _Plan).
+_AWAIT_CALL, _AWAIT_CALL_WITH_CALLER = 0, 1
+
+# What the driver needs to run async import K and hand its result over, unpacked
+# in one step (an exact tuple: UNPACK_SEQUENCE's fast path): (import, its
+# function, mode, reader of its arguments (RAW, address), whether it has exactly
+# one result, int_pack, int_mask, result marshalling). A single i32/i64 result is
+# stored without a Python call when the value is an int:
+# ``int_pack(RAW, address, value & int_mask)`` (RawMarshal.int_write).
+_Plan = tuple[
+    "HostFunc",
+    "Callable[..., Any]",
+    int,
+    "Callable[[Any, int], tuple[Any, ...]]",
+    bool,
+    "Callable[..., None] | None",
+    int,
+    RawMarshal,
+]
+
+
+def _plan(hf: HostFunc) -> _Plan:
+    results = raw_marshal_for(hf.result_kinds)
+    pack, mask = results.int_write or (None, 0)
+    mode = _AWAIT_CALL_WITH_CALLER if hf.wants_caller else _AWAIT_CALL
+    read = raw_marshal_for(hf.param_kinds).read
+    return (hf, hf.fn, mode, read, len(hf.result_kinds) == 1, pack, mask, results)
 
 
 class _Pending:
-    """An async import call that unwound the stack and waits for its coroutine."""
+    """An async import's result (or exception) that the Python callback hands
+    over on the rewind (the stubs hand over the others themselves)."""
 
-    __slots__ = ("args", "awaitable", "error", "host", "values")
+    __slots__ = ("error", "host", "values")
 
-    def __init__(self, host: HostFunc, args: tuple[object, ...], awaitable: object = None) -> None:
+    def __init__(
+        self, host: HostFunc, values: tuple[object, ...], error: BaseException | None
+    ) -> None:
         self.host = host
-        self.args = args
-        self.awaitable = awaitable  # what a "maybe async" import returned
-        self.values: tuple[object, ...] = ()
-        self.error: BaseException | None = None
+        self.values = values
+        self.error = error
 
 
 class _ExportCall:
     """An export's marshalling, with an argument-and-result array of its own
-    (``wasmtime_func_call_unchecked``'s), and the call's arguments ready-made."""
+    (``wasmtime_func_call_unchecked``'s), and the call's arguments ready-made.
 
-    __slots__ = ("address", "args", "array", "m", "n", "params", "raw", "results", "words")
+    With a trampoline (``via``: its wasmtime_func_t, the export's slot in the
+    trampolines' table, the data buffer's address and its value kind), the
+    export is called through it: three more arguments (the data address, the
+    slot, whether to start a rewind first) and three more results (the Asyncify
+    state, and the header's position and end when unwinding), in ``tail``."""
+
+    __slots__ = (
+        "address", "args", "array", "extra", "m", "n", "params", "raw", "results",
+        "rewind_args", "tail", "tail_struct", "via", "words",
+    )  # fmt: skip
 
     def __init__(
-        self, raw: Any, params: tuple[int, ...], results: tuple[int, ...], ctx: int, trap: int
+        self,
+        raw: Any,
+        params: tuple[int, ...],
+        results: tuple[int, ...],
+        ctx: int,
+        trap: int,
+        via: tuple[Any, int, int, int] | None = None,
     ) -> None:
         self.raw = raw  # the wasmtime_func_t, kept alive with the call
-        self.params = RawMarshal(params)
-        self.results = RawMarshal(results)
+        self.params = raw_marshal_for(params)
+        self.results = raw_marshal_for(results)
         self.n = len(params)
         self.m = len(results)
-        self.array = (ffi.wasmtime_val_raw_t * max(self.n, self.m, 1))()
+        self.via = via
+        extra = 3 if via is not None else 0
+        slots = max(self.n + extra, self.m + extra, 1)
+        self.array = (ffi.wasmtime_val_raw_t * slots)()
         self.address = ctypes.addressof(self.array)
         self.args = b""  # the packed arguments, copied into the array for every invocation
+        self.rewind_args = b""  # the same, asking the trampoline to start the rewind
+        self.tail = 0  # where the trampoline's three extra results are
+        self.tail_struct: struct.Struct | None = None  # (state, position, end), unsigned
+        self.extra: RawMarshal | None = None  # the trampoline's extra arguments
+        func = raw
+        if via is not None:
+            func, _, _, kind = via
+            self.tail = self.address + RAW_VAL_SIZE * self.m
+            pointer = "Q8x" if kind == 1 else "I12x"
+            self.tail_struct = struct.Struct(f"<i12x{pointer}{pointer}")
+            self.extra = raw_marshal_for((kind, 0, 0))
         self.words = (
-            word(ctx), word(ctypes.addressof(raw)), word(self.address),
-            word(max(self.n, self.m)), word(trap),
+            word(ctx), word(ctypes.addressof(func)), word(self.address), word(slots), word(trap),
         )  # fmt: skip
 
     def set_args(self, values: Sequence[object]) -> None:
         self.args = self.params.pack(values)
+        if self.via is not None and self.extra is not None:
+            _, slot, data, _ = self.via
+            self.rewind_args = self.args + self.extra.pack((data, slot, 1))
+            self.args += self.extra.pack((data, slot, 0))
 
     def value(self) -> object:
         """The finished call's result: None, one value or a tuple."""
@@ -192,11 +280,11 @@ class AsyncifyBackend:
         self._calls: dict[str, _ExportCall] = {}
         self._memories: dict[str, Memory] = {}
         self._host_error: BaseException | None = None
-        self._has_async = any(hf.is_async or hf.maybe_async for hf in host)
-        # Protocol state, shared by the driver (`call`) and the import callbacks.
+        # Protocol state, shared by the driver (`call`) and the import callbacks;
+        # the rest is in the stubs' memory (MODE, PENDING, ...: see _asyncify_helper).
         self._driving = False  # an export call is running (async imports may unwind)
-        self._pending: _Pending | None = None  # set from the unwind until the rewind
-        self._rewinding = False  # the export is being called again to rewind
+        self._pending: _Pending | None = None  # a result the Python callback hands over
+        self._awaitable: object = None  # what a suspended "maybe async" import returned
         # The data buffer.
         ft = _export_func(inst, "asyncify_start_unwind")
         self._is64 = ft is not None and ft.params[:1] == (NumType.I64,)
@@ -219,89 +307,102 @@ class AsyncifyBackend:
         self._trap_slot = ctypes.c_void_p()
         self._trap_slot_address = ctypes.addressof(self._trap_slot)
         self._memory_words: tuple[Any, ...] = ()  # wasmtime_memory_data's arguments
-        # The hot ABI calls' arguments, called inline (_prepare_abi sets them; an
+        # The ABI call the Python callback makes, inline (_prepare_abi sets it; an
         # object ctypes cannot convert until then, so a premature call raises).
-        unset = (object(),)
-        self._start_unwind: tuple[Any, ...] = unset
-        self._start_rewind: tuple[Any, ...] = unset
-        self._stop_rewind: tuple[Any, ...] = unset
+        self._stop_rewind: tuple[Any, ...] = (object(),)
         # The unwind of the suspended call was not stopped yet: start_rewind does
         # not depend on the state before it, so the driver goes straight from
         # "unwinding" to "rewinding" (one wasm call less per suspension), and
         # anything else that calls wasm meanwhile stops the unwind first.
         self._unwound = False
+        # The async imports, in the stubs' order (import K is stub fK), with
+        # their callbacks and what the driver needs to run them.
+        self._async_imports: list[tuple[HostFunc, Any]] = []
+        self._plans: list[_Plan] = []
         for hf in host:
             self._define(hf, inst)
+        self._helper: Helper | None = None
+        self._base = 0  # address of the stubs' memory (0: no stubs, nothing suspends)
+        if self._async_imports:
+            self._helper = Helper(self._engine, self._ctx, self._async_imports, self._is64)
+            self._helper.define_imports(self._linker, [hf for hf, _ in self._async_imports])
+            self._base = self._helper.base
 
     # -- host functions -------------------------------------------------------
 
     def _define(self, hf: HostFunc, inst: Instance) -> None:
         if hf.is_async or hf.maybe_async:
-            cb = UNCHECKED_CALLBACK(self._async_callback(hf))
-        else:
-            cb = plain_import_callback(self, hf, inst.caller)
+            index = len(self._async_imports)
+            cb = UNCHECKED_CALLBACK(self._async_callback(hf, index))
+            self._async_imports.append((hf, cb))  # defined as the stub fK
+            self._plans.append(_plan(hf))
+            return
+        cb = plain_import_callback(self, hf, inst.caller)
         self._keep += [cb, define_import(self._linker, hf, cb)]
 
-    def _async_callback(self, hf: HostFunc) -> Any:
-        # An unchecked host function: the arguments come in, and the results go
-        # out, through one wasmtime_val_raw_t array (4 C arguments instead of 6,
-        # and no conversion or check by wasmtime).
-        params = RawMarshal(hf.param_kinds)
-        read = params.read
-        results = RawMarshal(hf.result_kinds)
-        int_write = results.int_write
+    def _label(self, index: int) -> str:
+        """The label of the async import of stub number `index`, else "nothing"."""
+        if 0 <= index < len(self._async_imports):
+            return self._async_imports[index][0].label
+        return "nothing"
+
+    def _async_callback(self, hf: HostFunc, index: int) -> Any:
+        """The Python side of stub `index` (``slowK``): what the stub does not do
+        in wasm. An unchecked host function: the arguments come in, and the
+        results go out, through one wasmtime_val_raw_t array (4 C arguments
+        instead of 6, and no conversion or check by wasmtime)."""
+        params = raw_marshal_for(hf.param_kinds)
+        results = raw_marshal_for(hf.result_kinds)
+        nbytes = RAW_VAL_SIZE * len(hf.param_kinds)
         raw = RAW
         slot = self._trap_slot
-        record = _Pending(hf, ())
         label = hf.label
         maybe = hf.maybe_async
         fn = hf.fn
         inst = self._inst
+        me = index + 1  # this import in the stubs' MODE and PENDING words
 
         def callback(env: int, caller: int, args: int, size: int) -> int:
             try:
-                pending = self._pending
-                if self._rewinding:
-                    # Second visit: the frames below are restored; hand over the result.
-                    if pending is None or pending.host is not hf:
-                        other = pending.host.label if pending is not None else "nothing"
+                base = self._base
+                mode, pending_import = _MODE_PENDING.unpack_from(raw, base + MODE)
+                if mode:
+                    # A rewind, and the stub left it to us: hand over the result.
+                    pending = self._pending
+                    if mode != SLOW or pending is None or pending.host is not hf:
+                        if mode != SLOW:
+                            other = self._label(mode - 1)
+                        else:
+                            other = pending.host.label if pending is not None else "nothing"
                         raise _ProtocolError(
                             f"the rewind reached async import {label}, but {other} had "
                             "suspended: the module's Asyncify frames are inconsistent"
                         )
+                    _U32.pack_into(raw, base + MODE, 0)
+                    self._pending = None
                     slot.value = None
                     error = _call_abi_unchecked(*self._stop_rewind)
                     if error or slot.value:
                         raise_call_failure(
                             _trap_pointer(slot.value), _error_pointer(error), None, self._names
                         )
-                    self._rewinding = False
-                    self._pending = None
                     position = self._word.unpack_from(
                         raw, (_memory_data(*self._memory_words) or 0) + self._data
                     )[0]
                     if position != self._start:
-                        raise _ProtocolError(
-                            f"after the rewind the Asyncify data position is {position}, "
-                            f"not the buffer start {self._start}: the module's frames were "
-                            "saved and restored inconsistently"
-                        )
+                        raise self._rewind_position_error(position)
                     e = pending.error
                     if e is not None:
                         self._host_error = e
                         return trap_address(f"async import {label} raised {type(e).__name__}: {e}")
-                    values = pending.values
-                    if int_write is not None and values[0].__class__ is int:
-                        int_write[0](raw, args, values[0] & int_write[1])
-                    else:
-                        results.pack_into(args, values)
+                    results.pack_into(args, pending.values)
                     return 0
-                if pending is not None:
+                if pending_import:
+                    other = self._label(pending_import - 1)
                     raise _ProtocolError(
                         f"async import {label} was called while the stack was unwinding for "
-                        f"{pending.host.label}: the code calling {pending.host.label} is not "
-                        "instrumented by Asyncify (list every async import in the transform's "
-                        "asyncify-imports)"
+                        f"{other}: the code calling {other} is not instrumented by Asyncify "
+                        "(list every async import in the transform's asyncify-imports)"
                     )
                 awaitable: object = None
                 if maybe:
@@ -320,27 +421,25 @@ class AsyncifyBackend:
                         "instantiation, by the start function, or by the runtime's own "
                         "malloc call): the asyncify strategy can only suspend an export call"
                     )
-                # First visit: record the call and unwind the stack.
-                # One record per import, reused (a new object costs ~0.4 us here; at
-                # most one call is suspended at a time, and the driver is done with
-                # the previous one).
-                record.args = read(raw, args)
-                record.awaitable = awaitable
-                record.values = ()
-                record.error = None
-                self._pending = record
-                slot.value = None
-                error = _call_abi_unchecked(*self._start_unwind)
-                if error or slot.value:
-                    raise_call_failure(
-                        _trap_pointer(slot.value), _error_pointer(error), None, self._names
-                    )
+                # Suspend: record the call; the stub starts the unwind when we return.
+                if awaitable is None and nbytes:  # (the stubs record async def imports)
+                    raw[base + ARGS : base + ARGS + nbytes] = raw[args : args + nbytes]
+                self._awaitable = awaitable
+                _U32.pack_into(raw, base + PENDING, me)
+                _U32.pack_into(raw, base + UNWIND, 1)
                 return 0  # no results: the frames are unwinding and ignore them
             except BaseException as e:  # noqa: BLE001 - must not unwind into C; re-raised after
                 self._host_error = e
                 return trap_address(f"async import {label}: {type(e).__name__}: {e}")
 
         return callback
+
+    def _rewind_position_error(self, position: int) -> _ProtocolError:
+        return _ProtocolError(
+            f"after the rewind the Asyncify data position is {position}, not the buffer "
+            f"start {self._start}: the module's frames were saved and restored "
+            "inconsistently"
+        )
 
     # -- the instance ---------------------------------------------------------
 
@@ -373,7 +472,7 @@ class AsyncifyBackend:
             # Without that memory the runtime cannot reach the buffer. That is fine
             # only if nothing can suspend (no async imports: the module may still
             # run Asyncify itself, inside wasm).
-            if self._has_async:
+            if self._async_imports:
                 raise WasyncError(
                     f"strategy 'asyncify' keeps the unwound frames in memory {index}, which "
                     "the module does not export: export it, or use strategy='fiber'"
@@ -509,13 +608,14 @@ class AsyncifyBackend:
     def _prepare_abi(self) -> None:
         """Arrays and ready-made call arguments for the Asyncify exports (their
         only argument is the data buffer's address, which never changes; none
-        has both an argument and a result, so the array is never overwritten)."""
+        has both an argument and a result, so the array is never overwritten);
+        then the helpers' connections."""
         for name in ASYNCIFY_EXPORTS:
             func, params, results = self._funcs[name]
             array = (ffi.wasmtime_val_raw_t * 1)()
             address = ctypes.addressof(array)
             if params:
-                data = RawMarshal(params).pack((self._data,))
+                data = raw_marshal_for(params).pack((self._data,))
                 RAW[address : address + len(data)] = data
             self._abi_arrays += [func, array]
             words = (
@@ -523,9 +623,22 @@ class AsyncifyBackend:
                 word(max(len(params), len(results))), word(self._trap_slot_address),
             )  # fmt: skip
             self._abi[name] = (words, address if results else 0)
-        self._start_unwind = self._abi["asyncify_start_unwind"][0]
-        self._start_rewind = self._abi["asyncify_start_rewind"][0]
         self._stop_rewind = self._abi["asyncify_stop_rewind"][0]
+        if self._helper is not None and self._memory is not None:
+            info = self._module.export(self._memory.name)
+            assert info is not None
+            assert isinstance(info.type, Limits)
+            self._helper.connect(
+                {name: self._funcs[name][0] for name in ASYNCIFY_EXPORTS},
+                self._memory._raw,
+                info.type,
+                {
+                    name: (params, results)
+                    for name, (_, params, results) in self._funcs.items()
+                    if name not in ASYNCIFY_EXPORTS
+                },
+            )
+            self._word.pack_into(RAW, self._base + DATA, self._data)
 
     def _call_abi(self, name: str) -> int:
         """Call one of the Asyncify exports; returns its i32 result (0 if none).
@@ -538,8 +651,16 @@ class AsyncifyBackend:
             raise_call_failure(_trap_pointer(slot.value), _error_pointer(error), None, self._names)
         return int(_I32.unpack_from(RAW, result)[0]) if result else 0
 
-    def _new_call(self, name: str) -> _ExportCall:
-        return _ExportCall(*self._funcs[name], self._ctx_address, self._trap_slot_address)
+    def _new_call(self, name: str, *, through_helper: bool = False) -> _ExportCall:
+        """A call of export `name`: through its trampoline if asked for and the
+        helpers are there, else directly."""
+        func, params, results = self._funcs[name]
+        via = None
+        if through_helper and self._helper is not None:
+            trampoline = self._helper.trampoline(name, func, (params, results))
+            if trampoline is not None:
+                via = (*trampoline, self._data, self._ptr_kind)
+        return _ExportCall(func, params, results, self._ctx_address, self._trap_slot_address, via)
 
     def _invoke(self, call: _ExportCall) -> None:
         """Call an export once with its arguments; a trap or error raises (see
@@ -558,8 +679,10 @@ class AsyncifyBackend:
         """The protocol state at the start of an export call."""
         self._host_error = None
         self._pending = None
-        self._rewinding = False
+        self._awaitable = None
         self._driving = True
+        if self._base:
+            _FLAGS.pack_into(RAW, self._base + MODE, 0, 0, 1, 0, 0)  # DRIVING = 1
 
     def _invoke_failed(self, error: int | None) -> None:
         """Raise what a failed export call left (the error, or the trap in the slot)."""
@@ -570,11 +693,33 @@ class AsyncifyBackend:
                 self._names,
             )  # fmt: skip
 
+    def _call_failed(self, error: int | None) -> NoReturn:
+        """Raise what a failed export call of the driver left: the trap (or the
+        Python exception behind it), as an overflow or a protocol error when it
+        is one."""
+        if (
+            self._base
+            and self._host_error is None
+            and _U32.unpack_from(RAW, self._base + STATUS)[0] == STATUS_REWIND_POSITION
+        ):
+            # The stubs trapped: the rewind did not bring the position back.
+            self._host_error = self._rewind_position_error(self._read_header()[0])
+        try:
+            self._invoke_failed(error)
+        except Trap as t:
+            overflow = self._overflow_trap(t)
+            if overflow is None:
+                raise
+            raise overflow from t
+        raise WasyncError("the export call failed without a trap or an error")  # unreachable
+
     def _recover(self) -> None:
         """After a failed or abandoned call: back to the normal state with an empty
-        buffer, so that the next call starts clean. Never raises."""
+        buffer and clear stubs, so that the next call starts clean. Never raises."""
         if self._store is None:
             return
+        if self._base:
+            _FLAGS.pack_into(RAW, self._base + MODE, 0, 0, int(self._driving), 0, 0)
         try:
             self._write_header()  # first: stop_* traps if position > end
             state = self._call_abi("asyncify_get_state")
@@ -596,7 +741,7 @@ class AsyncifyBackend:
                 raise WasyncError(f"export {name!r} cannot be called (reference-typed signature)")
             if name in _PROTOCOL_EXPORTS:
                 raise WasyncError(f"export {name!r} belongs to the Asyncify protocol")
-            call = self._calls[name] = self._new_call(name)
+            call = self._calls[name] = self._new_call(name, through_helper=True)
         return call
 
     async def call(self, name: str, args: tuple[object, ...]) -> object:
@@ -608,96 +753,108 @@ class AsyncifyBackend:
         self._write_header()
         self._begin()
         clean = False
-        # The loop runs once per suspension: _invoke, _read_header and _call_hot
-        # are inlined (a Python call costs about 0.1 us here).
+        # The loop runs once per suspension, with everything inlined (a Python
+        # call costs about 0.1 us here): one call into wasm (the export, through
+        # its trampoline, which starts the rewind first from the second round
+        # on), then the stubs' words and the trampoline's report are read from
+        # memory at fixed addresses.
         slot = self._trap_slot
         words = call.words
         address = call.address
         packed = call.args
         size = len(packed)
-        data = self._data
-        memory_words = self._memory_words
-        start_rewind = self._start_rewind
+        tail = call.tail
+        tail_read = call.tail_struct.unpack_from if call.tail_struct is not None else None
+        base = self._base
+        mode_pending = _MODE_PENDING.unpack_from
+        u32_pack = _U32.pack_into
+        plans = self._plans
+        args_address = base + ARGS
+        results_address = self._helper.results if self._helper is not None else 0
+        start = self._start
         try:
             while True:
                 slot.value = None
-                if size:
-                    RAW[address : address + size] = packed
+                RAW[address : address + size] = packed
                 error = _call_unchecked(*words)
                 if error or slot.value:
-                    try:
-                        self._invoke_failed(error)
-                    except Trap as t:
-                        overflow = self._overflow_trap(t)
-                        if overflow is None:
-                            raise
-                        raise overflow from t
-                pending = self._pending
-                rewinding = self._rewinding
-                if pending is None and not rewinding:
-                    # Nothing suspended (the import callbacks keep count): state normal.
+                    self._call_failed(error)
+                if tail_read is None:  # no trampoline: no async import can suspend
                     clean = True
                     return call.value()
-                if pending is None or rewinding:
-                    state = self._call_abi("asyncify_get_state")
-                    raise self._protocol_failure(name, state, pending)
-                # The import started the unwind and only the runtime stops one, so the
-                # state is "unwinding" here; an import the transform did not list (so
-                # that nothing unwound) is caught just below: no frame was saved.
+                state, position, end = tail_read(RAW, tail)
+                mode, pending = mode_pending(RAW, base + MODE)
+                if not state and not pending:
+                    clean = True
+                    return call.value()
+                if state != _UNWINDING or not pending or mode:
+                    raise self._protocol_failure(name, state, pending, mode)
                 # The stack is unwound: check the buffer held it, then run the coroutine.
-                if not memory_words:
-                    raise WasyncError(
-                        "the instance has no Asyncify data buffer (memory 0 not exported)"
-                    )
-                position, end = self._pair.unpack_from(
-                    RAW, (_memory_data(*memory_words) or 0) + data
-                )
                 if position > end:
-                    raise self._overflow(position - self._start, exact=True)
-                if position == self._start:
+                    raise self._overflow(position - start, exact=True)
+                if position == start:
                     # Every instrumented frame saves at least where it resumes.
                     raise WasyncError(
-                        f"async import {pending.host.label} started an unwind, but no frame "
-                        f"was saved: export {name!r} and the functions calling the import are "
-                        "not instrumented by Asyncify (list every async import in the "
+                        f"async import {self._label(pending - 1)} started an unwind, but no "
+                        f"frame was saved: export {name!r} and the functions calling the import "
+                        "are not instrumented by Asyncify (list every async import in the "
                         "transform's asyncify-imports); rewinding would run it twice"
                     )
+                u32_pack(RAW, base + PENDING, 0)
                 self._unwound = True  # stop_unwind is left out, see __init__
-                hf = pending.host
+                hf, fn, how, read, single, int_pack, int_mask, results = plans[pending - 1]
+                values: tuple[object, ...] = ()
+                failure: BaseException | None = None
                 try:
-                    if pending.awaitable is not None:
-                        awaitable, pending.awaitable = pending.awaitable, None
+                    awaitable = self._awaitable
+                    if awaitable is not None:
+                        self._awaitable = None
                         value = await awaitable  # type: ignore[misc]
-                    elif hf.wants_caller:
-                        value = await hf.fn(self._inst.caller, *pending.args)
+                    elif how == _AWAIT_CALL:
+                        value = await fn(*read(RAW, args_address))
                     else:
-                        value = await hf.fn(*pending.args)
-                    if len(hf.result_kinds) == 1:
-                        pending.values = (value,)
-                    else:
-                        pending.values = hf.convert_result(value)
+                        value = await fn(self._inst.caller, *read(RAW, args_address))
                 except Exception as e:  # noqa: BLE001 - raised inside wasm at the import
-                    pending.error = e
-                # Rewind: the import raises (as a trap) or returns inside wasm, so the
-                # caller sees the same result and backtrace as with the other strategies.
-                if self._store is None:  # closed meanwhile
+                    failure = e
+                # First: closed meanwhile? (then the stubs' memory is gone)
+                if self._store is None:
                     self._context()
+                # Place the result for the stub, which hands it over on the rewind; an
+                # exception, or a result that cannot be stored, goes to the Python
+                # callback instead, which raises it inside wasm at the import (so the
+                # caller sees the same result and backtrace as with the other strategies).
+                handover = pending
+                if failure is not None:
+                    handover = SLOW
+                elif single and int_pack is not None and value.__class__ is int:
+                    int_pack(RAW, results_address, value & int_mask)
+                else:
+                    try:
+                        values = (value,) if single else hf.convert_result(value)
+                    except Exception as e:  # noqa: BLE001 - the wrong number of values
+                        failure = e
+                        handover = SLOW
+                    else:
+                        try:
+                            results.pack_into(results_address, values)
+                        except Exception:  # noqa: BLE001 - packed again by the callback, which reports it
+                            handover = SLOW
+                if handover == SLOW:
+                    self._pending = _Pending(hf, values, failure)
+                u32_pack(RAW, base + MODE, handover)
                 self._unwound = False
-                slot.value = None
-                error = _call_abi_unchecked(*start_rewind)
-                if error or slot.value:
-                    raise_call_failure(
-                        _trap_pointer(slot.value), _error_pointer(error), None, self._names
-                    )
-                self._rewinding = True
+                packed = call.rewind_args  # the trampoline starts the rewind
         finally:
             # Also on cancellation while awaiting: _recover stops the unwind, the
             # saved frames are simply dropped.
             self._driving = False
             self._unwound = False
             self._pending = None
-            self._rewinding = False
+            close_awaitable(self._awaitable)
+            self._awaitable = None
             if clean:
+                if self._base:
+                    _U32.pack_into(RAW, self._base + DRIVING, 0)
                 self._write_header()
             else:
                 self._recover()
@@ -705,37 +862,38 @@ class AsyncifyBackend:
     def _overflow_trap(self, trap: Trap) -> AsyncifyStackOverflow | None:
         """A memory trap while our import was unwinding the stack is the buffer
         running off the end of memory."""
-        if (
-            self._pending is not None
-            and not self._rewinding
-            and trap.code == "MEMORY_OUT_OF_BOUNDS"
-            and self._call_abi("asyncify_get_state") == _UNWINDING
-        ):
+        if not self._base or trap.code != "MEMORY_OUT_OF_BOUNDS":
+            return None
+        mode, pending = _MODE_PENDING.unpack_from(RAW, self._base + MODE)
+        if pending and not mode and self._call_abi("asyncify_get_state") == _UNWINDING:
             position = self._read_header()[0]
             needed = max(position - self._start, self._end - self._start) + 1
             return self._overflow(needed, exact=False)
         return None
 
-    def _protocol_failure(self, name: str, state: int, pending: _Pending | None) -> WasyncError:
-        if state == _REWINDING and pending is not None:
+    def _protocol_failure(self, name: str, state: int, pending: int, mode: int) -> WasyncError:
+        """The error for an export call that returned in a state the protocol
+        does not allow (`pending`, `mode`: the stubs' words)."""
+        if state == _REWINDING and mode:
+            suspended = self._pending.host.label if self._pending else self._label(mode - 1)
             err = WasyncError(
                 f"export {name!r} returned while rewinding: the rewind did not reach async "
-                f"import {pending.host.label} (the functions on that path are not instrumented)"
+                f"import {suspended} (the functions on that path are not instrumented)"
             )
-            if pending.error is not None:
-                err.__cause__ = pending.error
+            if self._pending is not None and self._pending.error is not None:
+                err.__cause__ = self._pending.error
             return err
-        if state == _UNWINDING and pending is None:
+        if state == _UNWINDING and not pending:
             return WasyncError(
                 f"export {name!r} returned while unwinding, but no async import suspended "
                 "(the module started an unwind of its own)"
             )
-        if state == _NORMAL:
-            assert pending is not None
+        if state == _NORMAL and pending:
             return WasyncError(
-                f"async import {pending.host.label} started an unwind, but export {name!r} "
-                "returned normally: the functions between them are not instrumented by "
-                "Asyncify (list every async import in the transform's asyncify-imports)"
+                f"async import {self._label(pending - 1)} started an unwind, but export "
+                f"{name!r} returned normally: the functions between them are not "
+                "instrumented by Asyncify (list every async import in the transform's "
+                "asyncify-imports)"
             )
         return WasyncError(f"export {name!r} returned in unknown Asyncify state {state}")
 
@@ -779,6 +937,9 @@ class AsyncifyBackend:
         self._store = None
         self._linker = None  # type: ignore[assignment]
         self._keep.clear()
+        self._helper = None
+        self._base = 0  # the stubs' memory went with the store
+        self._async_imports.clear()
 
 
 def _export_func(inst: Instance, name: str) -> FuncType | None:

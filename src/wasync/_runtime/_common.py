@@ -4,6 +4,7 @@ lookup, turning a finished call's trap or error into the right exception."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import inspect
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,13 +17,13 @@ from wasync._runtime._ffi import (
     NULL_FINALIZER,
     SYNC_CALLBACK,
     UNCHECKED_CALLBACK,
-    Marshal,
     define_async_func,
     define_func,
     define_func_unchecked,
     error_pointer,
     ffi,
     func_kinds,
+    marshal_for,
     take_error,
     take_trap,
     trap_address,
@@ -71,7 +72,12 @@ epoch_yield_and_update = ctypes.CFUNCTYPE(
 )(("wasmtime_context_epoch_deadline_async_yield_and_update", ffi.dll))
 
 
-def wasmtime_functype(ft: FuncType) -> wasmtime.FuncType:
+@functools.lru_cache(maxsize=1024)
+def wasmtime_functype(ft: FuncType, engine: wasmtime.Engine) -> wasmtime.FuncType:
+    """wasmtime's FuncType for `ft`, for use with `engine` (built once: about
+    14 us each through wasmtime-py, for every import of every instance
+    otherwise). One object per engine: wasmtime binds a FuncType to the engine
+    that first uses it, and aborts if it meets another."""
     params = [_VALTYPES[t]() for t in ft.params if isinstance(t, NumType)]
     results = [_VALTYPES[t]() for t in ft.results if isinstance(t, NumType)]
     return wasmtime.FuncType(params, results)
@@ -145,8 +151,8 @@ def plain_import_callback(backend: HostErrorSink, hf: HostFunc, caller: object) 
     """The fast raw callback (SYNC_CALLBACK) calling a plain host function: one
     struct unpack for the arguments, one for the results. An exception is left
     in ``backend._host_error`` and becomes a trap."""
-    params = Marshal(hf.param_kinds)
-    results_m = Marshal(hf.result_kinds)
+    params = marshal_for(hf.param_kinds)
+    results_m = marshal_for(hf.result_kinds)
     fn = hf.fn
     wants_caller = hf.wants_caller
     label = hf.label
@@ -176,7 +182,7 @@ def define_import(linker: Any, hf: HostFunc, callback: Any) -> wasmtime.FuncType
     """Define `callback` (SYNC_CALLBACK, UNCHECKED_CALLBACK or ASYNC_CALLBACK) for
     import `hf` in `linker`; returns the FuncType, which must stay alive with the
     linker."""
-    ft = wasmtime_functype(hf.type)
+    ft = wasmtime_functype(hf.type, linker.engine)
     module = hf.module.encode()
     name = hf.name.encode()
     define: Any = define_func
@@ -201,8 +207,8 @@ class ExportCall:
 
     def __init__(self, func: Any, params: tuple[int, ...], results: tuple[int, ...]) -> None:
         self.func = func
-        self.params = Marshal(params)
-        self.results = Marshal(results)
+        self.params = marshal_for(params)
+        self.results = marshal_for(results)
         self.n = len(params)
         self.m = len(results)
         self.argv = (ffi.wasmtime_val_t * max(self.n, 1))()

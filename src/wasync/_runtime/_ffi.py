@@ -8,6 +8,7 @@ raw C API instead. Everything that touches ctypes lives here.
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 import sys
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ __all__ = [
     "ASYNC_CALLBACK",
     "CONTINUATION",
     "FLAG_READER",
+    "HELPER_NAME",
     "KIND_OF",
     "NULL_FINALIZER",
     "RAW",
@@ -41,8 +43,10 @@ __all__ = [
     "error_pointer",
     "ffi",
     "func_kinds",
+    "marshal_for",
     "new_trap",
     "raw_function",
+    "raw_marshal_for",
     "store_pointer",
     "take_error",
     "take_trap",
@@ -80,10 +84,18 @@ def new_trap(message: str) -> Any:
     return ffi.wasmtime_trap_new(ctypes.create_string_buffer(raw), len(raw))
 
 
+# The module name of the asyncify strategy's helper modules (_asyncify_helper):
+# its frames are the runtime's, not the user's, and are left out of backtraces.
+HELPER_NAME = "wasync_asyncify_helper"
+
+
 def _frames(vec: Any, names: dict[int, str] | None) -> tuple[tuple[int, str | None, int], ...]:
     out = []
     for i in range(vec.size):
         frame = vec.data[i]
+        module_name = ffi.wasmtime_frame_module_name(frame)
+        if module_name and ffi.to_str(module_name.contents) == HELPER_NAME:
+            continue
         index = int(ffi.wasm_frame_func_index(frame))
         name_ptr = ffi.wasmtime_frame_func_name(frame)
         name = ffi.to_str(name_ptr.contents) if name_ptr else (names or {}).get(index)
@@ -267,6 +279,13 @@ class Marshal:
         RAW[address : address + len(data)] = data
 
 
+@functools.lru_cache(maxsize=1024)
+def marshal_for(kinds: tuple[int, ...]) -> Marshal:
+    """The (shared, immutable) Marshal of a signature: built once, not per
+    import and instance (each holds compiled structs)."""
+    return Marshal(kinds)
+
+
 RAW_VAL_SIZE = ctypes.sizeof(ffi.wasmtime_val_raw_t)
 
 
@@ -331,6 +350,12 @@ class RawMarshal:
         """Store `values` at `address` (TypeError naming the expected types)."""
         data = self.pack(values)
         RAW[address : address + len(data)] = data
+
+
+@functools.lru_cache(maxsize=1024)
+def raw_marshal_for(kinds: tuple[int, ...]) -> RawMarshal:
+    """The (shared, immutable) RawMarshal of a signature, built once."""
+    return RawMarshal(kinds)
 
 
 # -- raw prototypes -------------------------------------------------------------

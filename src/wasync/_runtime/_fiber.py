@@ -40,6 +40,7 @@ from wasync._runtime._ffi import (
     Marshal,
     call_future_poll,
     ffi,
+    marshal_for,
     store_pointer,
     trap_address,
     word,
@@ -47,7 +48,7 @@ from wasync._runtime._ffi import (
 from wasync._runtime._module import engine_for
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
 
     from wasync._runtime._host import HostFunc
     from wasync._runtime._instance import Instance, Memory
@@ -88,6 +89,30 @@ class _Ticker:
 
 _TICKER = _Ticker()
 
+# How the driver runs an async import (the mode in its _Plan).
+_AWAIT_CALL, _AWAIT_CALL_WITH_CALLER, _AWAIT_RESULT = 0, 1, 2
+
+
+# The constant part of one async import's pending call, what the driver needs,
+# unpacked in one step (an exact tuple: UNPACK_SEQUENCE's fast path): (import,
+# its function, mode, int_pack, int_kind, int_mask, result marshalling). A
+# single i32/i64 result is stored without a Python call when the value is an
+# int: ``int_pack(RAW, address, int_kind, value & int_mask)`` (Marshal.int_write).
+_Plan = tuple[
+    "HostFunc", "Callable[..., Any]", int, "Callable[..., None] | None", int, int, Marshal
+]
+
+
+def _plan(hf: HostFunc, *, awaits_result: bool) -> _Plan:
+    """`awaits_result`: the import returns an awaitable (a "maybe async" import)."""
+    out = marshal_for(hf.result_kinds)
+    if awaits_result:
+        mode = _AWAIT_RESULT
+    else:
+        mode = _AWAIT_CALL_WITH_CALLER if hf.wants_caller else _AWAIT_CALL
+    pack, kind, mask = out.int_write or (None, 0, 0)
+    return (hf, hf.fn, mode, pack, kind, mask, out)
+
 
 class FiberBackend:
     strategy = "fiber"
@@ -108,9 +133,14 @@ class FiberBackend:
         self._linker = wasmtime.Linker(self._engine)
         self._keep: list[object] = []  # ctypes objects wasmtime points at
         # The async import call waiting for the driver (one per store at a time):
-        # (import, arguments, result marshalling, results address, trap slot address).
-        self._pending: tuple[HostFunc, tuple[Any, ...], Marshal, int, int] | None = None
+        # (the import's _Plan, its arguments, results address, trap slot address).
+        self._pending: tuple[_Plan, tuple[Any, ...], int, int] | None = None
         self._host_error: BaseException | None = None
+        # A call future is alive: it borrows the store, so close() must not drop
+        # the store under it (it leaves it in _retired for the driver to drop
+        # once the future is deleted).
+        self._driving = False
+        self._retired: tuple[object, ...] = ()
         self._funcs: dict[str, tuple[Any, tuple[int, ...], tuple[int, ...]]] = {}
         self._memories: dict[str, Memory] = {}
         self._calls: dict[str, ExportCall] = {}
@@ -118,11 +148,14 @@ class FiberBackend:
         # The wasmtime_async_continuation_t we hand out: {callback, env, finalizer}.
         # The callback reports whether the driver has written the import's
         # result: C's strlen over {flag, 0} where available (see FLAG_READER),
-        # else a Python callback.
-        self._flag = (ctypes.c_uint8 * 2)()
+        # else a Python callback. The flag is a bytearray (``flag[0] = 1`` is
+        # several times cheaper than on a ctypes array); the ctypes view pins its
+        # buffer, whose address C reads, in place.
+        self._flag = bytearray(2)
+        self._flag_pin = (ctypes.c_char * 2).from_buffer(self._flag)
         self._continuation = CONTINUATION(self._poll_pending)
         if FLAG_READER is not None:
-            callback, env = FLAG_READER, ctypes.addressof(self._flag)
+            callback, env = FLAG_READER, ctypes.addressof(self._flag_pin)
         else:
             callback, env = ctypes.cast(self._continuation, ctypes.c_void_p).value or 0, 0
         self._continuation_bytes = struct.pack("<QQQ", callback, env, 0)
@@ -147,8 +180,8 @@ class FiberBackend:
         self._keep += [cb, define_import(self._linker, hf, cb)]
 
     def _async_callback(self, hf: HostFunc) -> Any:
-        read = Marshal(hf.param_kinds).read
-        results = Marshal(hf.result_kinds)
+        read = marshal_for(hf.param_kinds).read
+        plan = _plan(hf, awaits_result=False)
         continuation = self._continuation_bytes
         size = len(continuation)
         flag = self._flag
@@ -159,7 +192,7 @@ class FiberBackend:
         ) -> None:
             # Runs on the wasm fiber: record the call and hand wasmtime our
             # continuation; the driver does the rest.
-            self._pending = (hf, read(raw, args), results, res, trap)
+            self._pending = (plan, read(raw, args), res, trap)
             flag[0] = 0
             raw[cont : cont + size] = continuation
 
@@ -169,8 +202,9 @@ class FiberBackend:
         """A "maybe async" import: called at once, on the wasm fiber; a plain
         result is written and the continuation reports done on its first poll
         (the fiber never suspends); an awaitable is left for the driver."""
-        params = Marshal(hf.param_kinds)
-        results = Marshal(hf.result_kinds)
+        params = marshal_for(hf.param_kinds)
+        results = marshal_for(hf.result_kinds)
+        plan = _plan(hf, awaits_result=True)
         continuation = self._continuation_bytes
         size = len(continuation)
         flag = self._flag
@@ -191,7 +225,7 @@ class FiberBackend:
                     results.write_one(res, value)
                     flag[0] = 1
                 elif inspect.isawaitable(value):
-                    self._pending = (hf, (value,), results, res, trap)
+                    self._pending = (plan, (value,), res, trap)
                     flag[0] = 0
                 else:
                     results.pack_into(res, convert(value))
@@ -225,24 +259,27 @@ class FiberBackend:
         future = word(ctypes.cast(fut, ctypes.c_void_p).value or 0)
         flag = self._flag
         raw = RAW
+        self._driving = True
         try:
             while not poll(future):
                 pending = self._pending
                 if pending is None:
                     await _aio.checkpoint()  # the CPU guard: let the loop run
+                    if self._store is None:
+                        raise WasyncError("the instance is closed")
                     continue
                 self._pending = None
-                hf, args, out, results, trap_slot = pending
+                plan, args, results, trap_slot = pending
+                hf, fn, mode, int_pack, int_kind, int_mask, out = plan
                 try:
-                    if hf.maybe_async:
+                    if mode == _AWAIT_CALL:
+                        value = await fn(*args)
+                    elif mode == _AWAIT_RESULT:
                         value = await args[0]  # the awaitable the import returned
-                    elif hf.wants_caller:
-                        value = await hf.fn(self._inst.caller, *args)
                     else:
-                        value = await hf.fn(*args)
-                    int_write = out.int_write
-                    if int_write is not None and value.__class__ is int:
-                        int_write[0](raw, results, int_write[1], value & int_write[2])
+                        value = await fn(self._inst.caller, *args)
+                    if int_pack is not None and value.__class__ is int:
+                        int_pack(raw, results, int_kind, value & int_mask)
                     elif out.single and value.__class__ in (int, float):
                         out.write_one(results, value)
                     else:
@@ -253,13 +290,17 @@ class FiberBackend:
                         trap_slot,
                         trap_address(f"async import {hf.label} raised {type(e).__name__}: {e}"),
                     )
+                if self._store is None:  # closed while suspended: the wasm code stops here
+                    raise WasyncError("the instance is closed")
                 flag[0] = 1
         finally:
             # Also on cancellation: deleting an unfinished future drops the fiber
             # and cancels the wasm call cleanly.
             ffi.wasmtime_call_future_delete(fut)
+            self._driving = False
+            self._retired = ()  # a store closed meanwhile goes now, after the future
             pending, self._pending = self._pending, None
-            if pending is not None and pending[0].maybe_async:
+            if pending is not None and pending[0][2] == _AWAIT_RESULT:
                 close_awaitable(pending[1][0])
         raise_call_failure(trap, error, self._take_host_error(), self._names)
         if entry is None:
@@ -317,6 +358,10 @@ class FiberBackend:
     def close(self) -> None:
         self._funcs.clear()
         self._memories.clear()
+        if self._driving:
+            # A call is suspended: its future borrows the store and points at our
+            # callbacks until the driver deletes it (the call then raises).
+            self._retired = (self._store, self._linker, list(self._keep))
         self._store = None
         self._linker = None  # type: ignore[assignment]
         self._keep.clear()

@@ -70,7 +70,14 @@ from wasync._runtime._common import (
     plain_import_callback,
     raise_call_failure,
 )
-from wasync._runtime._ffi import SYNC_CALLBACK, Marshal, error_pointer, ffi, trap_address
+from wasync._runtime._ffi import (
+    SYNC_CALLBACK,
+    Marshal,
+    error_pointer,
+    ffi,
+    marshal_for,
+    trap_address,
+)
 from wasync._runtime._module import engine_for
 
 if TYPE_CHECKING:
@@ -262,8 +269,8 @@ class _Worker:
             self.keep += [cb, define_import(self.linker, hf, cb)]
 
     def _async_callback(self, hf: HostFunc, inst_caller: object) -> Any:
-        params = Marshal(hf.param_kinds)
-        out = Marshal(hf.result_kinds)
+        params = marshal_for(hf.param_kinds)
+        out = marshal_for(hf.result_kinds)
         label = hf.label
         maybe = hf.maybe_async
         fn = hf.fn
