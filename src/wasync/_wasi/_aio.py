@@ -117,23 +117,11 @@ class _Asyncio(Aio):
 
     async def wait_readable(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        fileno = sock.fileno()
-        loop.add_reader(fileno, fut.set_result, None)
-        try:
-            await fut
-        finally:
-            loop.remove_reader(fileno)
+        await _loop_ready(sock.fileno(), loop.add_reader, loop.remove_reader)
 
     async def wait_writable(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        fileno = sock.fileno()
-        loop.add_writer(fileno, fut.set_result, None)
-        try:
-            await fut
-        finally:
-            loop.remove_writer(fileno)
+        await _loop_ready(sock.fileno(), loop.add_writer, loop.remove_writer)
 
     async def wait_any(
         self,
@@ -385,3 +373,16 @@ async def run_in_thread(fn: Callable[..., T], *args: object) -> T:
 
         return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
     return await loop.run_in_executor(None, fn, *args)
+
+
+async def _loop_ready(
+    fileno: int, add: Callable[..., object], remove: Callable[[int], object]
+) -> None:
+    """Wait until asyncio's loop reports `fileno` ready (`add`/`remove`: the
+    loop's add_reader/remove_reader, or add_writer/remove_writer)."""
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    add(fileno, fut.set_result, None)
+    try:
+        await fut
+    finally:
+        remove(fileno)
