@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Final
 import pytest
 import wasmtime
 
+from tests.support.native_wasi import run_native
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -431,26 +433,5 @@ def run_wasi(
     other than ``proc_exit`` propagate as :class:`wasmtime.Trap`.
     """
     engine = wasmtime.Engine(config) if config is not None else wasmtime.Engine()
-    module = wasmtime.Module(engine, wasm)
-    with tempfile.TemporaryDirectory(prefix="wasync-wasi-") as tmp:
-        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
-        wasi = wasmtime.WasiConfig()
-        wasi.argv = ["program", *args]
-        wasi.stdout_file = str(out)
-        wasi.stderr_file = str(err)
-        store = wasmtime.Store(engine)
-        store.set_wasi(wasi)
-        linker = wasmtime.Linker(engine)
-        linker.define_wasi()
-        instance = linker.instantiate(store, module)
-        start = instance.exports(store)["_start"]
-        if not isinstance(start, wasmtime.Func):
-            raise TypeError("_start is not a function")
-        try:
-            start(store)
-            code = 0
-        except wasmtime.ExitTrap as exc:
-            code = int(exc.code)
-        # drop the store (and with it WASI's open handles) before reading and deleting the files
-        del start, instance, store, linker
-        return WasiRun(code, out.read_bytes(), err.read_bytes())
+    run = run_native(wasmtime.Module(engine, wasm), engine, ["program", *args])
+    return WasiRun(run.exit_code, run.stdout, run.stderr)
