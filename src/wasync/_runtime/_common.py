@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import wasmtime
 
-from wasync._binary.types import ExternKind, FuncType, NumType
+from wasync._binary.types import ExternKind, FuncType, NumType, ValType
 from wasync._errors import Trap, WasyncError
 from wasync._runtime._ffi import (
     ASYNC_CALLBACK,
+    KIND_OF,
     NULL_FINALIZER,
     SYNC_CALLBACK,
     UNCHECKED_CALLBACK,
@@ -31,7 +32,7 @@ from wasync._runtime._ffi import (
 from wasync._runtime._instance import Memory
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from wasync._runtime._host import HostFunc
     from wasync._runtime._module import Module
@@ -58,13 +59,30 @@ class HostErrorSink(Protocol):
     _host_error: BaseException | None
 
 
-_VALTYPES: dict[NumType, Callable[[], wasmtime.ValType]] = {
-    NumType.I32: wasmtime.ValType.i32,
-    NumType.I64: wasmtime.ValType.i64,
-    NumType.F32: wasmtime.ValType.f32,
-    NumType.F64: wasmtime.ValType.f64,
-    NumType.V128: lambda: wasmtime.ValType._from_ptr(ffi.wasm_valtype_new(4), None),  # WASM_V128
-}
+# wasm.h has no v128 kind (``wasm_valtype_new(4)`` aborts the process, and so
+# does ``wasm_valtype_kind`` on a v128, which wasmtime-py's FuncType calls):
+# wasmtime's own constructor makes the type, and wasmtime_functype builds the
+# function type through the C API. Missing from wasmtime-py's bindings.
+_valtype_v128 = ctypes.CFUNCTYPE(ctypes.POINTER(ffi.wasm_valtype_t))(
+    ("wasmtime_wasm_valtype_v128", ffi.dll)
+)
+
+
+def _new_valtype(t: NumType) -> Any:
+    """An owned wasm_valtype_t* for `t`."""
+    if t is NumType.V128:
+        return _valtype_v128()
+    return ffi.wasm_valtype_new(KIND_OF[t])
+
+
+def _valtype_vec(types: Sequence[ValType]) -> Any:
+    nums = [t for t in types if isinstance(t, NumType)]
+    vec = ffi.wasm_valtype_vec_t()
+    ffi.wasm_valtype_vec_new_uninitialized(ctypes.byref(vec), len(nums))
+    for i, t in enumerate(nums):
+        vec.data[i] = _new_valtype(t)
+    return vec
+
 
 # Declared with a wrong return type in wasmtime's bindings: it returns nothing.
 epoch_yield_and_update = ctypes.CFUNCTYPE(
@@ -78,9 +96,12 @@ def wasmtime_functype(ft: FuncType, engine: wasmtime.Engine) -> wasmtime.FuncTyp
     14 us each through wasmtime-py, for every import of every instance
     otherwise). One object per engine: wasmtime binds a FuncType to the engine
     that first uses it, and aborts if it meets another."""
-    params = [_VALTYPES[t]() for t in ft.params if isinstance(t, NumType)]
-    results = [_VALTYPES[t]() for t in ft.results if isinstance(t, NumType)]
-    return wasmtime.FuncType(params, results)
+    params = _valtype_vec(ft.params)
+    results = _valtype_vec(ft.results)
+    ptr = ffi.wasm_functype_new(ctypes.byref(params), ctypes.byref(results))  # takes both
+    if not ptr:
+        raise WasyncError(f"wasmtime could not allocate the function type {ft}")
+    return wasmtime.FuncType._from_ptr(ptr, None)  # owned: deleted with the object
 
 
 def raise_call_failure(
