@@ -517,6 +517,15 @@ def test_link_errors_before_anything_runs(core: wasync.Module, strategy: wasync.
             await make(core, strategy, host, overrides={"plain": lambda a: a})
         with pytest.raises(wasync.LinkError, match="not callable"):
             await make(core, strategy, host, overrides={"plain": 5})
+        # The checks are cached per function (bound methods: per function they
+        # bind), per argument count: each answer stays right on every use.
+        one_arg = Host().get_i32  # takes (x): right for get_i32, wrong for plain
+        for _ in range(2):
+            with pytest.raises(wasync.LinkError, match=r"env\.plain.*cannot take 2"):
+                await make(core, strategy, Host(), overrides={"plain": one_arg})
+            inst = await make(core, strategy, Host(), overrides={"get_i32": one_arg})
+            assert await inst.exports.sum(2) == 10
+            inst.close()
 
     asyncio.run(main())
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import types
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -162,17 +164,53 @@ def resolve_imports(
     return out
 
 
-def _check_arity(fn: Callable[..., Any], n: int, module: str, name: str, ft: FuncType) -> None:
+# What _check_arity found per callable: its signature (None: it has none) and,
+# per positional argument count, whether the signature takes that many. Keyed by
+# the function (for a bound method: the function it binds, whose signature it
+# shares whatever it is bound to), weakly: closures made per instance go with
+# their instance. inspect.signature and Signature.bind cost about 20 us a call,
+# for every import of every instance otherwise.
+_Arity = tuple[inspect.Signature | None, dict[int, bool]]
+_ARITY: weakref.WeakKeyDictionary[Callable[..., Any], _Arity] = weakref.WeakKeyDictionary()
+_BOUND_ARITY: weakref.WeakKeyDictionary[Callable[..., Any], _Arity] = weakref.WeakKeyDictionary()
+
+
+def _arity_entry(fn: Callable[..., Any]) -> _Arity:
+    if isinstance(fn, types.MethodType):
+        cache, key = _BOUND_ARITY, fn.__func__
+    elif isinstance(fn, types.FunctionType):
+        cache, key = _ARITY, fn
+    else:  # partials, callable objects, builtins: their signature may change
+        return _signature_or_none(fn), {}
+    entry = cache.get(key)
+    if entry is None:
+        entry = cache[key] = (_signature_or_none(fn), {})
+    return entry
+
+
+def _signature_or_none(fn: Callable[..., Any]) -> inspect.Signature | None:
     try:
-        sig = inspect.signature(fn)
+        return inspect.signature(fn)
     except (TypeError, ValueError):
-        return  # builtins without a signature: checked when called
-    try:
-        sig.bind(*range(n))
-    except TypeError:
+        return None  # builtins without a signature: checked when called
+
+
+def _check_arity(fn: Callable[..., Any], n: int, module: str, name: str, ft: FuncType) -> None:
+    sig, takes = _arity_entry(fn)
+    if sig is None:
+        return
+    ok = takes.get(n)
+    if ok is None:
+        try:
+            sig.bind(*range(n))
+            ok = True
+        except TypeError:
+            ok = False
+        takes[n] = ok
+    if not ok:
         raise LinkError(
             f"the host function {getattr(fn, '__name__', fn)!r}{sig} cannot take "
             f"{n} positional argument(s) for {ft}",
             module=module,
             name=name,
-        ) from None
+        )
