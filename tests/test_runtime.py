@@ -11,13 +11,14 @@ import asyncio
 import gc
 import math
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, cast
 
 import pytest
 
 import wasync
 from tests.support.metrics import rss_kib
+from wasync._runtime import _fiber
 
 STRATEGIES = ["fiber", "thread", "asyncify"]
 
@@ -117,9 +118,19 @@ class Host:
         return {"env": env}
 
 
-@pytest.fixture(scope="module", params=STRATEGIES)
-def strategy(request: pytest.FixtureRequest) -> wasync.Strategy:
-    return cast("wasync.Strategy", request.param)
+# Each strategy, and the fiber strategy once more with the Python callback for
+# async imports that stands in for the C one (_native.c) where it is not built.
+@pytest.fixture(
+    scope="module",
+    params=[(s, True) for s in STRATEGIES] + [("fiber", False)],
+    ids=[*STRATEGIES, "fiber-python-callback"],
+)
+def strategy(request: pytest.FixtureRequest) -> Iterator[wasync.Strategy]:
+    name, native = request.param
+    with pytest.MonkeyPatch.context() as mp:
+        if not native:
+            mp.setattr(_fiber, "NATIVE_CALLBACK", None)
+        yield cast("wasync.Strategy", name)
 
 
 @pytest.fixture(scope="module")

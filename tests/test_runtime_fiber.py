@@ -92,3 +92,17 @@ def test_no_leaks_after_10000_failed_or_cancelled_calls() -> None:
     before, after = asyncio.run(main())
     # A leaked fiber stack would be 2 MiB each (10,000 calls: gigabytes).
     assert after - before < 20_000, (before, after)
+
+
+def test_the_c_callback_is_built_where_there_is_a_compiler() -> None:
+    """The C callback of async imports (_native.c) is optional at install time;
+    where a C compiler exists it must have been built, and it must be in use."""
+    import shutil  # noqa: PLC0415
+    import sysconfig  # noqa: PLC0415
+
+    from wasync._runtime import _fiber  # noqa: PLC0415
+
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C compiler ({compiler}): wasync runs with the Python callback")
+    assert _fiber.NATIVE_CALLBACK is not None, "src/wasync/_runtime/_native.c was not built"

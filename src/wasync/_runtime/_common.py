@@ -199,10 +199,10 @@ def plain_import_callback(backend: HostErrorSink, hf: HostFunc, caller: object) 
     return SYNC_CALLBACK(callback)
 
 
-def define_import(linker: Any, hf: HostFunc, callback: Any) -> wasmtime.FuncType:
+def define_import(linker: Any, hf: HostFunc, callback: Any, env: int = 0) -> wasmtime.FuncType:
     """Define `callback` (SYNC_CALLBACK, UNCHECKED_CALLBACK or ASYNC_CALLBACK) for
-    import `hf` in `linker`; returns the FuncType, which must stay alive with the
-    linker."""
+    import `hf` in `linker`, called with `env` (an address, or 0) as its first
+    argument; returns the FuncType, which must stay alive with the linker."""
     ft = wasmtime_functype(hf.type, linker.engine)
     module = hf.module.encode()
     name = hf.name.encode()
@@ -212,7 +212,7 @@ def define_import(linker: Any, hf: HostFunc, callback: Any) -> wasmtime.FuncType
     elif isinstance(callback, UNCHECKED_CALLBACK):
         define = define_func_unchecked
     err = define(
-        linker.ptr(), module, len(module), name, len(name), ft.ptr(), callback, None,
+        linker.ptr(), module, len(module), name, len(name), ft.ptr(), callback, env or None,
         NULL_FINALIZER,
     )  # fmt: skip
     if err:

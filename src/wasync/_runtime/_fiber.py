@@ -2,12 +2,18 @@
 
 An ``async def`` import is defined with ``wasmtime_linker_define_async_func``:
 when wasm calls it, wasmtime runs our callback on the wasm fiber, which only
-records the call and hands wasmtime a continuation; the call future's poll then
-returns "pending". The driver (a coroutine on the event loop) sees the recorded
-call, awaits the user's coroutine, writes the result (or a trap) and polls
-again: the continuation reports done and the wasm code resumes. Nothing polls
-in a loop: the next poll happens when the awaited thing completes. Plain
-callables are ordinary synchronous host functions, with no suspension cost.
+records the call in the instance's mailbox and hands wasmtime a continuation;
+the call future's poll then returns "pending". The driver (a coroutine on the
+event loop) reads the recorded call, awaits the user's coroutine, writes the
+result (or a trap) and polls again: the continuation reports done and the wasm
+code resumes. Nothing polls in a loop: the next poll happens when the awaited
+thing completes. Plain callables are ordinary synchronous host functions, with
+no suspension cost.
+
+The callback of ``async def`` imports is C (``_native.c``, built with wasync
+where a compiler is available): it records the call without the GIL and
+without a Python frame on the fiber. Without the extension, a Python callback
+writes the same mailbox.
 """
 
 from __future__ import annotations
@@ -92,14 +98,52 @@ _TICKER = _Ticker()
 # How the driver runs an async import (the mode in its _Plan).
 _AWAIT_CALL, _AWAIT_CALL_WITH_CALLER, _AWAIT_RESULT = 0, 1, 2
 
+# The mailbox: where the callback of an async import records the call for the
+# driver (the layout of _native.c's mailbox_t). Words: the import's slot
+# (1-based; 0: no call), the address of its arguments, of its results and of
+# its trap slot; then the continuation handed to wasmtime ({callback, env,
+# finalizer}: the callback reports whether the driver has written the
+# results); then the byte that says so, and a 0 byte.
+_HEAD = struct.Struct("<QQQQ")
+_CONT = _HEAD.size
+_DONE = _CONT + 24
+_MAILBOX_SIZE = 64
+_NO_CALL = bytes(8)
+
+
+def _native_callback() -> Any:
+    """_native.c's callback as an ASYNC_CALLBACK, if the extension is built and
+    agrees with the layout above."""
+    try:
+        from wasync._runtime import _native  # noqa: PLC0415
+    except ImportError:  # built without a C compiler: the Python callback does its work
+        return None
+    layout = (_native.MAILBOX_SIZE, _native.MAILBOX_CONT, _native.MAILBOX_DONE)
+    if layout != (_MAILBOX_SIZE, _CONT, _DONE) or _native.IMPORT_ENV_SIZE != 16:
+        return None  # pragma: no cover - a build for another pointer size
+    return ASYNC_CALLBACK(_native.on_call)
+
+
+# Used by every fiber instance created while it is set (tests clear it to run
+# the Python callback).
+NATIVE_CALLBACK = _native_callback()
+
 
 # The constant part of one async import's pending call, what the driver needs,
 # unpacked in one step (an exact tuple: UNPACK_SEQUENCE's fast path): (import,
-# its function, mode, int_pack, int_kind, int_mask, result marshalling). A
-# single i32/i64 result is stored without a Python call when the value is an
-# int: ``int_pack(RAW, address, int_kind, value & int_mask)`` (Marshal.int_write).
+# its function, mode, reader of its arguments (RAW, address), int_pack,
+# int_kind, int_mask, result marshalling). A single i32/i64 result is stored
+# without a Python call when the value is an int:
+# ``int_pack(RAW, address, int_kind, value & int_mask)`` (Marshal.int_write).
 _Plan = tuple[
-    "HostFunc", "Callable[..., Any]", int, "Callable[..., None] | None", int, int, Marshal
+    "HostFunc",
+    "Callable[..., Any]",
+    int,
+    "Callable[[Any, int], tuple[Any, ...]]",
+    "Callable[..., None] | None",
+    int,
+    int,
+    Marshal,
 ]
 
 
@@ -111,7 +155,7 @@ def _plan(hf: HostFunc, *, awaits_result: bool) -> _Plan:
     else:
         mode = _AWAIT_CALL_WITH_CALLER if hf.wants_caller else _AWAIT_CALL
     pack, kind, mask = out.int_write or (None, 0, 0)
-    return (hf, hf.fn, mode, pack, kind, mask, out)
+    return (hf, hf.fn, mode, marshal_for(hf.param_kinds).read, pack, kind, mask, out)
 
 
 class FiberBackend:
@@ -132,9 +176,6 @@ class FiberBackend:
         self._ctx = self._store._context()
         self._linker = wasmtime.Linker(self._engine)
         self._keep: list[object] = []  # ctypes objects wasmtime points at
-        # The async import call waiting for the driver (one per store at a time):
-        # (the import's _Plan, its arguments, results address, trap slot address).
-        self._pending: tuple[_Plan, tuple[Any, ...], int, int] | None = None
         self._host_error: BaseException | None = None
         # A call future is alive: it borrows the store, so close() must not drop
         # the store under it (it leaves it in _retired for the driver to drop
@@ -145,20 +186,33 @@ class FiberBackend:
         self._memories: dict[str, Memory] = {}
         self._calls: dict[str, ExportCall] = {}
         self._names = inst.module.binary.function_names()
-        # The wasmtime_async_continuation_t we hand out: {callback, env, finalizer}.
-        # The callback reports whether the driver has written the import's
-        # result: C's strlen over {flag, 0} where available (see FLAG_READER),
-        # else a Python callback. The flag is a bytearray (``flag[0] = 1`` is
-        # several times cheaper than on a ctypes array); the ctypes view pins its
-        # buffer, whose address C reads, in place.
-        self._flag = bytearray(2)
-        self._flag_pin = (ctypes.c_char * 2).from_buffer(self._flag)
+        # The mailbox (see _HEAD), in a bytearray: ``mailbox[_DONE] = 1`` is
+        # several times cheaper than a store through ctypes. The ctypes view pins
+        # its buffer, whose address C writes to, in place.
+        self._mailbox = bytearray(_MAILBOX_SIZE)
+        self._mailbox_pin = (ctypes.c_char * _MAILBOX_SIZE).from_buffer(self._mailbox)
+        mailbox = ctypes.addressof(self._mailbox_pin)
+        # The continuation's callback: C's strlen over {done, 0} where available
+        # (see FLAG_READER), else a Python callback.
         self._continuation = CONTINUATION(self._poll_pending)
         if FLAG_READER is not None:
-            callback, env = FLAG_READER, ctypes.addressof(self._flag_pin)
+            callback, env = FLAG_READER, mailbox + _DONE
         else:
             callback, env = ctypes.cast(self._continuation, ctypes.c_void_p).value or 0, 0
         self._continuation_bytes = struct.pack("<QQQ", callback, env, 0)
+        self._mailbox[_CONT:_DONE] = self._continuation_bytes
+        # What an async import that is a "maybe async" one returned (its slot is
+        # in the mailbox).
+        self._awaitable: object = None
+        # The async imports (slot k is _plans[k - 1]); for the C callback, each
+        # one's env: {mailbox, slot}.
+        self._plans: list[_Plan] = []
+        n_async = sum(1 for hf in host if hf.is_async or hf.maybe_async)
+        self._native = NATIVE_CALLBACK
+        self._envs = (ctypes.c_uint64 * (2 * n_async))()
+        self._envs_address = ctypes.addressof(self._envs)
+        for k in range(n_async):
+            self._envs[2 * k], self._envs[2 * k + 1] = mailbox, k + 1
         for hf in host:
             self._define(hf, inst)
         if guard is not None:
@@ -171,20 +225,27 @@ class FiberBackend:
     # -- host functions -------------------------------------------------------
 
     def _define(self, hf: HostFunc, inst: Instance) -> None:
-        if hf.maybe_async:
-            cb = ASYNC_CALLBACK(self._maybe_callback(hf))
-        elif hf.is_async:
-            cb = ASYNC_CALLBACK(self._async_callback(hf))
+        if hf.is_async or hf.maybe_async:
+            self._plans.append(_plan(hf, awaits_result=hf.maybe_async))
+            slot = len(self._plans)
+            if hf.maybe_async:
+                cb = ASYNC_CALLBACK(self._maybe_callback(hf, slot))
+            elif self._native is not None:
+                env = self._envs_address + 16 * (slot - 1)
+                self._keep.append(define_import(self._linker, hf, self._native, env))
+                return
+            else:
+                cb = ASYNC_CALLBACK(self._async_callback(slot))
         else:
             cb = plain_import_callback(self, hf, inst.caller)
         self._keep += [cb, define_import(self._linker, hf, cb)]
 
-    def _async_callback(self, hf: HostFunc) -> Any:
-        read = marshal_for(hf.param_kinds).read
-        plan = _plan(hf, awaits_result=False)
+    def _async_callback(self, slot: int) -> Any:
+        """What _native.c's callback does, in Python."""
         continuation = self._continuation_bytes
         size = len(continuation)
-        flag = self._flag
+        mailbox = self._mailbox
+        head = _HEAD.pack_into
         raw = RAW
 
         def callback(
@@ -192,22 +253,22 @@ class FiberBackend:
         ) -> None:
             # Runs on the wasm fiber: record the call and hand wasmtime our
             # continuation; the driver does the rest.
-            self._pending = (plan, read(raw, args), res, trap)
-            flag[0] = 0
+            head(mailbox, 0, slot, args, res, trap)
+            mailbox[_DONE] = 0
             raw[cont : cont + size] = continuation
 
         return callback
 
-    def _maybe_callback(self, hf: HostFunc) -> Any:
+    def _maybe_callback(self, hf: HostFunc, slot: int) -> Any:
         """A "maybe async" import: called at once, on the wasm fiber; a plain
         result is written and the continuation reports done on its first poll
         (the fiber never suspends); an awaitable is left for the driver."""
         params = marshal_for(hf.param_kinds)
         results = marshal_for(hf.result_kinds)
-        plan = _plan(hf, awaits_result=True)
         continuation = self._continuation_bytes
         size = len(continuation)
-        flag = self._flag
+        mailbox = self._mailbox
+        head = _HEAD.pack_into
         raw = RAW
         fn = hf.fn
         wants_caller = hf.wants_caller
@@ -223,25 +284,26 @@ class FiberBackend:
                 value = fn(inst.caller, *values) if wants_caller else fn(*values)
                 if single and value.__class__ in (int, float):
                     results.write_one(res, value)
-                    flag[0] = 1
+                    mailbox[_DONE] = 1
                 elif inspect.isawaitable(value):
-                    self._pending = (plan, (value,), res, trap)
-                    flag[0] = 0
+                    self._awaitable = value
+                    head(mailbox, 0, slot, args, res, trap)
+                    mailbox[_DONE] = 0
                 else:
                     results.pack_into(res, convert(value))
-                    flag[0] = 1
+                    mailbox[_DONE] = 1
             except BaseException as e:  # noqa: BLE001 - must not unwind into C; re-raised after
                 self._host_error = e
                 store_pointer(
                     trap, trap_address(f"import {hf.label} raised {type(e).__name__}: {e}")
                 )
-                flag[0] = 1
+                mailbox[_DONE] = 1
             raw[cont : cont + size] = continuation
 
         return callback
 
     def _poll_pending(self, env: int) -> bool:
-        return bool(self._flag[0])
+        return bool(self._mailbox[_DONE])
 
     # -- driving a call future ------------------------------------------------
 
@@ -257,27 +319,30 @@ class FiberBackend:
         its own): every suspension passes through each coroutine frame twice."""
         poll = call_future_poll
         future = word(ctypes.cast(fut, ctypes.c_void_p).value or 0)
-        flag = self._flag
+        mailbox = self._mailbox
+        recorded = _HEAD.unpack_from
+        plans = self._plans
         raw = RAW
         self._driving = True
         try:
             while not poll(future):
-                pending = self._pending
-                if pending is None:
+                slot, args, results, trap_slot = recorded(mailbox)
+                if not slot:
                     await _aio.checkpoint()  # the CPU guard: let the loop run
                     if self._store is None:
                         raise WasyncError("the instance is closed")
                     continue
-                self._pending = None
-                plan, args, results, trap_slot = pending
-                hf, fn, mode, int_pack, int_kind, int_mask, out = plan
+                mailbox[0:8] = _NO_CALL
+                hf, fn, mode, read, int_pack, int_kind, int_mask, out = plans[slot - 1]
                 try:
                     if mode == _AWAIT_CALL:
-                        value = await fn(*args)
+                        value = await fn(*read(raw, args))
                     elif mode == _AWAIT_RESULT:
-                        value = await args[0]  # the awaitable the import returned
+                        # the awaitable the import returned
+                        awaitable, self._awaitable = self._awaitable, None
+                        value = await awaitable  # type: ignore[misc]
                     else:
-                        value = await fn(self._inst.caller, *args)
+                        value = await fn(self._inst.caller, *read(raw, args))
                     if int_pack is not None and value.__class__ is int:
                         int_pack(raw, results, int_kind, value & int_mask)
                     elif out.single and value.__class__ in (int, float):
@@ -292,16 +357,17 @@ class FiberBackend:
                     )
                 if self._store is None:  # closed while suspended: the wasm code stops here
                     raise WasyncError("the instance is closed")
-                flag[0] = 1
+                mailbox[_DONE] = 1
         finally:
             # Also on cancellation: deleting an unfinished future drops the fiber
             # and cancels the wasm call cleanly.
             ffi.wasmtime_call_future_delete(fut)
             self._driving = False
             self._retired = ()  # a store closed meanwhile goes now, after the future
-            pending, self._pending = self._pending, None
-            if pending is not None and pending[0][2] == _AWAIT_RESULT:
-                close_awaitable(pending[1][0])
+            mailbox[0:8] = _NO_CALL
+            awaitable, self._awaitable = self._awaitable, None
+            if awaitable is not None:
+                close_awaitable(awaitable)
         raise_call_failure(trap, error, self._take_host_error(), self._names)
         if entry is None:
             return None
