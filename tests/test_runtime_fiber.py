@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -105,4 +106,7 @@ def test_the_c_callback_is_built_where_there_is_a_compiler() -> None:
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         pytest.skip(f"no C compiler ({compiler}): wasync runs with the Python callback")
+    header = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not header.exists():
+        pytest.skip(f"no {header}: wasync runs with the Python callback")
     assert _fiber.NATIVE_CALLBACK is not None, "src/wasync/_runtime/_native.c was not built"
