@@ -1418,7 +1418,8 @@ def test_memory_and_host_agree_on_a_script(tmp_path: Path) -> None:
 # with views of the program's buffers; HostDir(offload=True) tries RWF_NOWAIT
 # (see tests.support.wasi_harness.nowait_simulation for the kernel's answers),
 # HostDir(offload=False) and the "thread" strategy (off_loop) make the call
-# inline, MemoryFS serves it on the loop's thread only.
+# inline, MemoryFS serves it on the loop's thread only. (Writes behind, which
+# HostDir(offload=True) makes by default, are tested further down.)
 
 CONTENT = bytes(range(200))
 
@@ -1431,10 +1432,14 @@ def joined(buffers: list[memoryview], n: int) -> bytes:
     return b"".join(bytes(b) for b in buffers)[:n]
 
 
-async def open_host(tmp_path: Path, mode: OpenMode = RW, *, offload: bool = True) -> File:
+async def open_host(
+    tmp_path: Path, mode: OpenMode = RW, *, offload: bool = True, write_behind: bool = False
+) -> File:
+    """A HostDir file; without writes behind unless asked: the tests of the fast
+    paths are about what is tried inline, and what is left to a worker."""
     if not (tmp_path / "f").exists():
         (tmp_path / "f").write_bytes(CONTENT)
-    fs = HostDir(tmp_path, offload=offload)
+    fs = HostDir(tmp_path, offload=offload, write_behind=write_behind)
     f = await fs.open("f", mode)
     fs.close()
     return f

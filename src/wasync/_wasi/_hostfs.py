@@ -17,12 +17,15 @@ The sandbox holds against races, not only against the paths it is given:
 System calls run in worker threads (``offload=True``, the default: 4 threads
 shared by every event loop, asyncio's or trio's, or the ``executor`` given) or
 inline on the event loop (``offload=False``: cheaper per call, but the loop
-blocks for each call; fine for local disks and benchmarks). Two
+blocks for each call; fine for local disks and benchmarks). Three
 exceptions keep ``offload=True`` from costing a thread round trip where nothing
 waits: a read of a regular file is first tried inline with ``RWF_NOWAIT``
 (Linux >= 4.14), which the kernel serves from the page cache or refuses rather
 than wait for the disk (then the read goes to a thread); buffered writes
-likewise where the file system supports the flag for them (not ext4 or tmpfs).
+likewise where the file system supports the flag for them (not ext4 or tmpfs);
+and other writes to regular files go behind (``write_behind=True``, the
+default; see _behind): the write returns once its data is copied, and a
+worker makes it, in order, before anything else touches the file.
 And under the "thread" strategy, whose WASI calls run on the instance's own
 thread rather than the event loop's, file reads and writes are made right there.
 
@@ -49,6 +52,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from wasync._wasi import _aio
 from wasync._wasi._abi import Errno, Filetype
+from wasync._wasi._behind import LANE
 from wasync._wasi._fs import (
     MAX_SYMLINKS,
     NOW,
@@ -325,6 +329,8 @@ with contextlib.suppress(AttributeError, ValueError, OSError):
 # The largest read or write tried inline with RWF_NOWAIT: copying more would
 # hold the event loop for long (~1 ms a MiB here) even with the data at hand.
 _NOWAIT_MAX = 1 << 20
+# Writes behind end before 1 TiB (see _Runner.behind_end).
+_BEHIND_END = 1 << 40
 # What a file system or kernel without RWF_NOWAIT support answers.
 _NOWAIT_UNSUPPORTED = frozenset(
     e for e in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS) if e is not None
@@ -375,7 +381,7 @@ class _FdGuard:
 # run_sync_soon, TrioWaiter.settle and a waiter).
 _Post: TypeAlias = "Callable[..., object]"
 _Settle: TypeAlias = "Callable[[Any, tuple[bool, object]], None]"
-_Job: TypeAlias = "tuple[_Post, _Settle, Any, Callable[[], Any]]"
+_Job: TypeAlias = "tuple[_Post | None, _Settle | None, Any, Callable[[], Any]]"
 
 
 class _Workers:
@@ -418,6 +424,12 @@ class _Workers:
         self._jobs.put((loop.call_soon_threadsafe, _settle, fut, fn))
         return fut
 
+    def spawn(self, fn: Callable[[], object]) -> None:
+        """Run `fn()` in a worker, nobody waiting for it (it handles its errors)."""
+        if not self._started or self._closed:
+            self._start()
+        self._jobs.put((None, None, None, fn))
+
     async def run_trio(self, fn: Callable[[], T]) -> T:
         """`fn()` run in a worker, awaited under trio (cancelled: abandoned, as
         an asyncio future is cancelled; the call itself runs to its end)."""
@@ -455,6 +467,9 @@ class _Workers:
             except BaseException as e:  # noqa: BLE001 - delivered to the waiting task
                 result = (False, e)
             del fn
+            if post is None:  # spawned: nobody waits
+                del result
+                continue
             # RuntimeError: a closed loop, a finished trio run: nobody waits any more
             with contextlib.suppress(RuntimeError):
                 post(settle, target, result)
@@ -489,13 +504,25 @@ _WORKERS = _Workers(4)
 
 
 class _Runner:
-    """Runs blocking calls: in a worker thread, or inline."""
+    """Runs blocking calls: in a worker thread, or inline. With `behind`
+    (offload only), writes to regular files go behind (see _behind)."""
 
-    __slots__ = ("executor", "offload")
+    __slots__ = ("behind", "behind_end", "executor", "offload")
 
-    def __init__(self, offload: bool, executor: Executor | None) -> None:
+    def __init__(self, offload: bool, executor: Executor | None, *, behind: bool) -> None:
         self.offload = offload
         self.executor = executor
+        self.behind = behind and offload
+        # Writes ending past this offset are made before they return: near the
+        # file system's size limit, where the write itself may fail (EFBIG).
+        self.behind_end = _BEHIND_END
+
+    def spawn(self, fn: Callable[[], object]) -> None:
+        """Run `fn()` in a worker, nobody waiting for it."""
+        if self.executor is not None:
+            self.executor.submit(fn)
+        else:
+            _WORKERS.spawn(fn)
 
     async def __call__(self, fn: Callable[[], T]) -> T:
         if not self.offload:
@@ -542,7 +569,10 @@ class HostDir(FileSystem):
     """The host directory `path` (everything below it, nothing else).
 
     `readonly` refuses changes with ROFS; `offload` runs system calls in worker
-    threads (`executor`, or a shared pool) instead of on the event loop.
+    threads (`executor`, or a shared pool) instead of on the event loop, and
+    with `write_behind` (the default) a write to a regular file returns as
+    soon as its data is copied, the worker making it afterwards, in order
+    (errors reported by the file's next operation: see _behind).
     :meth:`close` (or garbage collection) closes the root descriptor; open
     files stay usable."""
 
@@ -553,11 +583,17 @@ class HostDir(FileSystem):
         readonly: bool = False,
         offload: bool = True,
         executor: Executor | None = None,
+        write_behind: bool = True,
     ) -> None:
         self.path = os.fspath(path)
         self.readonly = readonly
-        self._runner = _Runner(offload, executor)
-        self._root = _FdGuard(os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        self._runner = _Runner(offload, executor, behind=write_behind)
+        root = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._root = _FdGuard(root)
+        with contextlib.suppress(OSError, ValueError):  # not known: the default bound
+            bits = os.fpathconf(root, "PC_FILESIZEBITS")
+            if 0 < bits < 64:
+                self._runner.behind_end = min(_BEHIND_END, 1 << (bits - 1))
         self._finalizer = weakref.finalize(self, self._root.close)
 
     def __repr__(self) -> str:
@@ -586,6 +622,8 @@ class HostDir(FileSystem):
         """``fn(parent_fd, name)`` for `path` in a worker (name "." for the root)."""
         parts = clean_parts(path)
         guard = self._root
+        if LANE.busy():  # writes behind land before any path operation
+            await LANE.settle()
 
         def call() -> T:
             root = guard.acquire()
@@ -606,6 +644,8 @@ class HostDir(FileSystem):
     async def _at2(self, op: str, old: str, new: str, fn: Callable[[int, str, int, str], T]) -> T:
         old_parts, new_parts = clean_parts(old), clean_parts(new)
         guard = self._root
+        if LANE.busy():
+            await LANE.settle()
 
         def call() -> T:
             root = guard.acquire()
@@ -663,7 +703,14 @@ class HostDir(FileSystem):
                 st = os.fstat(fd)
                 if stat_mod.S_ISREG(st.st_mode):
                     os.set_blocking(fd, True)  # O_NONBLOCK only kept open() off FIFOs
-                return HostFile(fd, _filetype(st.st_mode), mode, runner, readonly=readonly)
+                return HostFile(
+                    fd,
+                    _filetype(st.st_mode),
+                    mode,
+                    runner,
+                    readonly=readonly,
+                    key=(st.st_dev, st.st_ino),
+                )
             except BaseException:
                 os.close(fd)
                 raise
@@ -749,6 +796,8 @@ class HostDir(FileSystem):
             return await resolve_path(self, base, path, follow=follow)  # its errors
         floor = clean_parts(base)
         guard = self._root
+        if LANE.busy():
+            await LANE.settle()
 
         def call() -> str | None:
             root = guard.acquire()
@@ -872,12 +921,23 @@ def _write_at(
 
 
 class HostFile(File):
-    """An open host file or directory (its own descriptor)."""
+    """An open host file or directory (its own descriptor). `key` tells which
+    file it is, for writes behind: (device, inode)."""
 
     def __init__(
-        self, fd: int, filetype: Filetype, mode: OpenMode, runner: _Runner, *, readonly: bool
+        self,
+        fd: int,
+        filetype: Filetype,
+        mode: OpenMode,
+        runner: _Runner,
+        *,
+        readonly: bool,
+        key: object = None,
     ) -> None:
         self.filetype = filetype
+        self._key = key if key is not None else object()
+        # An error in one of this descriptor's writes behind, for its next operation.
+        self.behind_error: BaseException | None = None
         self._readonly = readonly
         self._fd = _FdGuard(fd)
         self._finalizer = weakref.finalize(self, self._fd.close)
@@ -891,6 +951,7 @@ class HostFile(File):
         self._nowait_writes = _RWF_NOWAIT != 0 and hasattr(os, "pwritev")
 
     async def _call(self, op: str, fn: Callable[[int], T]) -> T:
+        await self._behind_settled()
         guard = self._fd
 
         def call() -> T:
@@ -903,6 +964,60 @@ class HostFile(File):
                 guard.release()
 
         return await self._runner(call)
+
+    # -- writes behind (see _behind) ------------------------------------------------------
+
+    async def _behind_settled(self) -> None:
+        """Wait for the writes behind to this file; raise the error of one of
+        this descriptor's, if one failed."""
+        if LANE.busy(self._key):
+            await LANE.settle(self._key)
+        self._raise_behind_error()
+
+    def _raise_behind_error(self) -> None:
+        e = self.behind_error
+        if e is not None:
+            self.behind_error = None
+            if isinstance(e, OSError):
+                raise _fs_error(e, "write", "<file>") from None
+            raise e
+
+    def _may_write_behind(self, offset: int | None, size: int) -> bool:
+        """Whether a write of `size` bytes at `offset` goes behind: from the
+        event loop, to a regular file of a HostDir that writes behind, and not
+        near the file system's size limit (where the write itself may fail)."""
+        return (
+            self._runner.behind
+            and self.filetype == Filetype.REGULAR_FILE
+            and (offset is None or offset + size <= self._runner.behind_end)
+        )
+
+    def _write_behind(self, data: bytes, offset: int | None) -> bool:
+        """Queue `data` (a copy: it must not change) to be written at `offset`
+        (None: at the end); false if the lane has no room for it now."""
+        if not LANE.room(len(data)):
+            return False
+        guard = self._fd
+        fd = guard.acquire()  # held until written: close() waits for it
+        append = self._append
+
+        def write() -> None:
+            try:
+                view = memoryview(data)
+                done = 0
+                while done < len(view):
+                    at = None if offset is None else offset + done
+                    n = _write_at(fd, [view[done:]], at, append)
+                    if n <= 0:
+                        raise OSError(errno.EIO, "a write made no progress")
+                    done += n
+            finally:
+                guard.release()
+
+        if LANE.submit(self, self._key, write, len(data), self._runner.spawn):
+            return True
+        guard.release()
+        return False
 
     def _check(self, *, write: bool = False) -> None:
         if self._fd.closed:
@@ -949,6 +1064,11 @@ class HostFile(File):
         self._check_read(total, offset)
         if self.filetype != Filetype.REGULAR_FILE or len(buffers) > _IOV_MAX:
             return 0, False
+        if LANE.busy(self._key) or self.behind_error is not None:
+            if not off_loop:
+                return 0, False  # read() waits for the writes behind first
+            LANE.settle_blocking(self._key)
+            self._raise_behind_error()
         if off_loop or not self._runner.offload:
             fd = self._fd.acquire()
             try:
@@ -985,7 +1105,13 @@ class HostFile(File):
         self._check_write(offset)
         if self.filetype != Filetype.REGULAR_FILE or len(buffers) > _IOV_MAX:
             return 0, False
+        behind = LANE.busy(self._key) or self.behind_error is not None
         if off_loop or not self._runner.offload:
+            if behind:
+                if not off_loop:
+                    return 0, False  # write() waits for the writes behind first
+                LANE.settle_blocking(self._key)
+                self._raise_behind_error()
             fd = self._fd.acquire()
             try:
                 return _write_at(fd, buffers, offset, self._append), True
@@ -994,8 +1120,24 @@ class HostFile(File):
             finally:
                 self._fd.release()
         total = sum(len(b) for b in buffers)
-        if not self._nowait_writes or offset is None or self._append or total > _NOWAIT_MAX:
-            return 0, False
+        if (
+            not behind
+            and self._nowait_writes
+            and offset is not None
+            and not self._append
+            and total <= _NOWAIT_MAX
+        ):
+            done, final = self._write_nowait(buffers, offset, total)
+            if done or final:
+                return done, final
+        if self._may_write_behind(offset, total) and LANE.room(total):
+            self._raise_behind_error()
+            if self._write_behind(b"".join(buffers), offset):
+                return total, True
+        return 0, False
+
+    def _write_nowait(self, buffers: list[memoryview], offset: int, total: int) -> tuple[int, bool]:
+        """Write with RWF_NOWAIT as far as the file system lets us."""
         done = 0
         fd = self._fd.acquire()
         try:
@@ -1020,6 +1162,13 @@ class HostFile(File):
 
     async def write(self, data: bytes, offset: int | None) -> int:
         self._check_write(offset)
+        if data and self._may_write_behind(offset, len(data)):
+            while True:
+                self._raise_behind_error()
+                if self._write_behind(data, offset):
+                    return len(data)
+                await LANE.settle(room=len(data))
+                self._check_write(offset)
         append = self._append
         return await self._call("write", lambda fd: _write_at(fd, [data], offset, append))
 
@@ -1101,4 +1250,11 @@ class HostFile(File):
         return await self._call("readdir", fn)
 
     async def close(self) -> None:
-        self._finalizer()
+        """Close the descriptor, once the writes behind to the file are made;
+        an error in one of them is raised (the descriptor is closed anyway)."""
+        try:
+            if not self._fd.closed and LANE.busy(self._key):
+                await LANE.settle(self._key)
+        finally:
+            self._finalizer()
+        self._raise_behind_error()
