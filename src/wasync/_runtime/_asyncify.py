@@ -58,10 +58,9 @@ from wasync._runtime._asyncify_helper import (
     Helper,
 )
 from wasync._runtime._common import (
+    PlainImports,
     close_awaitable,
-    define_import,
     lookup_exports,
-    plain_import_callback,
     raise_call_failure,
 )
 from wasync._runtime._ffi import (
@@ -319,6 +318,7 @@ class AsyncifyBackend:
         # their callbacks and what the driver needs to run them.
         self._async_imports: list[tuple[HostFunc, Any]] = []
         self._plans: list[_Plan] = []
+        self._plain: PlainImports | None = None
         for hf in host:
             self._define(hf, inst)
         self._helper: Helper | None = None
@@ -337,8 +337,10 @@ class AsyncifyBackend:
             self._async_imports.append((hf, cb))  # defined as the stub fK
             self._plans.append(_plan(hf))
             return
-        cb = plain_import_callback(self, hf, inst.caller)
-        self._keep += [cb, define_import(self._linker, hf, cb)]
+        if self._plain is None:
+            self._plain = PlainImports(self, inst.caller)
+            self._keep.append(self._plain)
+        self._keep.append(self._plain.define(self._linker, hf))
 
     def _label(self, index: int) -> str:
         """The label of the async import of stub number `index`, else "nothing"."""

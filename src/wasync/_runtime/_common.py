@@ -41,11 +41,11 @@ __all__ = [
     "ExportCall",
     "ExportFunc",
     "HostErrorSink",
+    "PlainImports",
     "close_awaitable",
     "define_import",
     "epoch_yield_and_update",
     "lookup_exports",
-    "plain_import_callback",
     "raise_call_failure",
     "wasmtime_functype",
 ]
@@ -168,35 +168,54 @@ _AWAITABLE_ERROR = (
 )
 
 
-def plain_import_callback(backend: HostErrorSink, hf: HostFunc, caller: object) -> Any:
-    """The fast raw callback (SYNC_CALLBACK) calling a plain host function: one
-    struct unpack for the arguments, one for the results. An exception is left
-    in ``backend._host_error`` and becomes a trap."""
-    params = marshal_for(hf.param_kinds)
-    results_m = marshal_for(hf.result_kinds)
-    fn = hf.fn
-    wants_caller = hf.wants_caller
-    label = hf.label
-    convert = hf.convert_result
-    nres = len(hf.result_kinds)
+class PlainImports:
+    """The plain host functions of one instance, behind one raw callback
+    (SYNC_CALLBACK): each import is defined with its slot as the callback's
+    `env`, so an instance costs one ctypes callback however many plain imports
+    it has. One struct unpack for the arguments, one for the results. An
+    exception is left in ``sink._host_error`` and becomes a trap."""
 
-    def callback(env: int, c: int, args: int, nargs: int, results: int, nresults: int) -> int:
-        try:
-            values = params.unpack(args)
-            value = fn(caller, *values) if wants_caller else fn(*values)
-            if nres == 1 and value.__class__ in (int, float):
-                results_m.write_one(results, value)
+    def __init__(self, sink: HostErrorSink, caller: object) -> None:
+        # Slot k (1-based: a NULL env arrives as None) is entries[k].
+        entries: list[tuple[Any, ...]] = [()]
+        self._entries = entries
+
+        def callback(env: int, c: int, args: int, nargs: int, results: int, nresults: int) -> int:
+            unpack, write_one, pack_into, fn, wants_caller, label, convert, single = entries[env]
+            try:
+                values = unpack(args)
+                value = fn(caller, *values) if wants_caller else fn(*values)
+                if single and value.__class__ in (int, float):
+                    write_one(results, value)
+                    return 0
+                if inspect.isawaitable(value):
+                    close_awaitable(value)
+                    raise TypeError(f"import {label} {_AWAITABLE_ERROR}")
+                pack_into(results, convert(value))
                 return 0
-            if inspect.isawaitable(value):
-                close_awaitable(value)
-                raise TypeError(f"import {label} {_AWAITABLE_ERROR}")
-            results_m.pack_into(results, convert(value))
-            return 0
-        except BaseException as e:  # noqa: BLE001 - must not unwind into C; re-raised after
-            backend._host_error = e
-            return trap_address(f"import {label} raised {type(e).__name__}: {e}")
+            except BaseException as e:  # noqa: BLE001 - must not unwind into C; re-raised after
+                sink._host_error = e
+                return trap_address(f"import {label} raised {type(e).__name__}: {e}")
 
-    return SYNC_CALLBACK(callback)
+        self.callback = SYNC_CALLBACK(callback)
+
+    def define(self, linker: Any, hf: HostFunc) -> wasmtime.FuncType:
+        """Define `hf` in `linker`; returns what define_import returns."""
+        params = marshal_for(hf.param_kinds)
+        results = marshal_for(hf.result_kinds)
+        self._entries.append(
+            (
+                params.unpack,
+                results.write_one,
+                results.pack_into,
+                hf.fn,
+                hf.wants_caller,
+                hf.label,
+                hf.convert_result,
+                len(hf.result_kinds) == 1,
+            )
+        )
+        return define_import(linker, hf, self.callback, len(self._entries) - 1)
 
 
 def define_import(linker: Any, hf: HostFunc, callback: Any, env: int = 0) -> wasmtime.FuncType:

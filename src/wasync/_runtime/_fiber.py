@@ -31,11 +31,11 @@ from wasync._errors import WasyncError
 from wasync._runtime import _aio
 from wasync._runtime._common import (
     ExportCall,
+    PlainImports,
     close_awaitable,
     define_import,
     epoch_yield_and_update,
     lookup_exports,
-    plain_import_callback,
     raise_call_failure,
 )
 from wasync._runtime._ffi import (
@@ -158,6 +158,23 @@ def _plan(hf: HostFunc, *, awaits_result: bool) -> _Plan:
     return (hf, hf.fn, mode, marshal_for(hf.param_kinds).read, pack, kind, mask, out)
 
 
+def _maybe_entry(hf: HostFunc) -> tuple[Any, ...]:
+    """What the callback of "maybe async" imports needs of `hf`: (unpack the
+    arguments, the function, whether it wants the caller, write one result,
+    write the results, convert the returned value, one result?, label)."""
+    results = marshal_for(hf.result_kinds)
+    return (
+        marshal_for(hf.param_kinds).unpack,
+        hf.fn,
+        hf.wants_caller,
+        results.write_one,
+        results.pack_into,
+        hf.convert_result,
+        len(hf.result_kinds) == 1,
+        hf.label,
+    )
+
+
 class FiberBackend:
     strategy = "fiber"
 
@@ -207,6 +224,11 @@ class FiberBackend:
         # The async imports (slot k is _plans[k - 1]); for the C callback, each
         # one's env: {mailbox, slot}.
         self._plans: list[_Plan] = []
+        # The callbacks shared by the plain imports and by the "maybe async"
+        # ones (made with the first), and what the latter needs per slot.
+        self._plain: PlainImports | None = None
+        self._maybe: Any = None
+        self._maybe_entries: list[tuple[Any, ...]] = [()]
         n_async = sum(1 for hf in host if hf.is_async or hf.maybe_async)
         self._native = NATIVE_CALLBACK
         self._envs = (ctypes.c_uint64 * (2 * n_async))()
@@ -225,20 +247,25 @@ class FiberBackend:
     # -- host functions -------------------------------------------------------
 
     def _define(self, hf: HostFunc, inst: Instance) -> None:
-        if hf.is_async or hf.maybe_async:
-            self._plans.append(_plan(hf, awaits_result=hf.maybe_async))
-            slot = len(self._plans)
-            if hf.maybe_async:
-                cb = ASYNC_CALLBACK(self._maybe_callback(hf, slot))
-            elif self._native is not None:
-                env = self._envs_address + 16 * (slot - 1)
-                self._keep.append(define_import(self._linker, hf, self._native, env))
-                return
-            else:
-                cb = ASYNC_CALLBACK(self._async_callback(slot))
+        if not (hf.is_async or hf.maybe_async):
+            if self._plain is None:
+                self._plain = PlainImports(self, inst.caller)
+            self._keep.append(self._plain.define(self._linker, hf))
+            return
+        self._plans.append(_plan(hf, awaits_result=hf.maybe_async))
+        slot = len(self._plans)
+        self._maybe_entries.append(_maybe_entry(hf) if hf.maybe_async else ())
+        if hf.maybe_async:
+            # One callback for all of them, told apart by its env: the slot.
+            if self._maybe is None:
+                self._maybe = ASYNC_CALLBACK(self._maybe_callback())
+            self._keep.append(define_import(self._linker, hf, self._maybe, slot))
+        elif self._native is not None:
+            env = self._envs_address + 16 * (slot - 1)
+            self._keep.append(define_import(self._linker, hf, self._native, env))
         else:
-            cb = plain_import_callback(self, hf, inst.caller)
-        self._keep += [cb, define_import(self._linker, hf, cb)]
+            cb = ASYNC_CALLBACK(self._async_callback(slot))
+            self._keep += [cb, define_import(self._linker, hf, cb)]
 
     def _async_callback(self, slot: int) -> Any:
         """What _native.c's callback does, in Python."""
@@ -259,44 +286,39 @@ class FiberBackend:
 
         return callback
 
-    def _maybe_callback(self, hf: HostFunc, slot: int) -> Any:
-        """A "maybe async" import: called at once, on the wasm fiber; a plain
-        result is written and the continuation reports done on its first poll
-        (the fiber never suspends); an awaitable is left for the driver."""
-        params = marshal_for(hf.param_kinds)
-        results = marshal_for(hf.result_kinds)
+    def _maybe_callback(self) -> Any:
+        """The callback of the "maybe async" imports (`env`: the import's slot):
+        called at once, on the wasm fiber; a plain result is written and the
+        continuation reports done on its first poll (the fiber never suspends);
+        an awaitable is left for the driver."""
         continuation = self._continuation_bytes
         size = len(continuation)
         mailbox = self._mailbox
         head = _HEAD.pack_into
         raw = RAW
-        fn = hf.fn
-        wants_caller = hf.wants_caller
-        single = len(hf.result_kinds) == 1
-        convert = hf.convert_result
         inst = self._inst
+        entries = self._maybe_entries
 
         def callback(
             env: int, caller: int, args: int, nargs: int, res: int, nres: int, trap: int, cont: int
         ) -> None:
+            unpack, fn, wants_caller, write_one, pack_into, convert, single, label = entries[env]
             try:
-                values = params.unpack(args)
+                values = unpack(args)
                 value = fn(inst.caller, *values) if wants_caller else fn(*values)
                 if single and value.__class__ in (int, float):
-                    results.write_one(res, value)
+                    write_one(res, value)
                     mailbox[_DONE] = 1
                 elif inspect.isawaitable(value):
                     self._awaitable = value
-                    head(mailbox, 0, slot, args, res, trap)
+                    head(mailbox, 0, env, args, res, trap)
                     mailbox[_DONE] = 0
                 else:
-                    results.pack_into(res, convert(value))
+                    pack_into(res, convert(value))
                     mailbox[_DONE] = 1
             except BaseException as e:  # noqa: BLE001 - must not unwind into C; re-raised after
                 self._host_error = e
-                store_pointer(
-                    trap, trap_address(f"import {hf.label} raised {type(e).__name__}: {e}")
-                )
+                store_pointer(trap, trap_address(f"import {label} raised {type(e).__name__}: {e}"))
                 mailbox[_DONE] = 1
             raw[cont : cont + size] = continuation
 

@@ -64,10 +64,10 @@ from wasync._runtime import _aio
 from wasync._runtime._common import (
     ExportCall,
     ExportFunc,
+    PlainImports,
     close_awaitable,
     define_import,
     lookup_exports,
-    plain_import_callback,
     raise_call_failure,
 )
 from wasync._runtime._ffi import (
@@ -258,26 +258,37 @@ class _Worker:
         self.exports: dict[str, ExportCall] = {}  # built on first call (on the loop)
         self.memories: dict[str, Memory] = {}
         defined: set[tuple[str, str]] = set()
+        plain = PlainImports(self, inst.caller)
+        self.keep.append(plain)
+        # The async and "maybe async" imports: (import, its arguments' and its
+        # results' marshalling); import k has env k + 1 (a NULL env arrives as None).
+        self._asyncs: list[tuple[HostFunc, Marshal, Marshal]] = []
+        asyncs: Any = None
         for hf in host:
             if (hf.module, hf.name) in defined:
                 continue  # imported twice: one definition serves both
             defined.add((hf.module, hf.name))
             if hf.is_async or hf.maybe_async:
-                cb = SYNC_CALLBACK(self._async_callback(hf, inst.caller))
+                # One callback for all of them, told apart by its env: the slot.
+                if asyncs is None:
+                    asyncs = SYNC_CALLBACK(self._async_callback(inst.caller))
+                    self.keep.append(asyncs)
+                self._asyncs.append((hf, marshal_for(hf.param_kinds), marshal_for(hf.result_kinds)))
+                self.keep.append(define_import(self.linker, hf, asyncs, len(self._asyncs)))
             else:
-                cb = plain_import_callback(self, hf, inst.caller)
-            self.keep += [cb, define_import(self.linker, hf, cb)]
+                self.keep.append(plain.define(self.linker, hf))
 
-    def _async_callback(self, hf: HostFunc, inst_caller: object) -> Any:
-        params = marshal_for(hf.param_kinds)
-        out = marshal_for(hf.result_kinds)
-        label = hf.label
-        maybe = hf.maybe_async
-        fn = hf.fn
+    def _async_callback(self, inst_caller: object) -> Any:
+        """The callback of the async and "maybe async" imports (`env`: which)."""
+        imports = self._asyncs
 
         def callback(env: int, caller: int, args: int, nargs: int, res: int, nres: int) -> int:
             # Runs on the worker, inside wasm: hand the call to the loop and block.
+            hf, params, out = imports[env - 1]
+            label = hf.label
             try:
+                fn = hf.fn
+                maybe = hf.maybe_async
                 job = self.current
                 assert job is not None
                 values = params.unpack(args)
