@@ -8,7 +8,10 @@ In one run, per strategy:
 * a call to a plain (non-async) Python import that does not suspend, against
   wasmtime-py's own synchronous host call (``Linker.define_func``);
 * memory per suspended instance: RSS growth over 1,000 instances, each with a
-  call suspended in an import.
+  call suspended in an import (in a fresh process per strategy).
+
+"fiber-python-callback" is the fiber strategy with the Python callback for
+async imports, what runs where the C one (``_native.c``) is not built.
 
 Usage: python benchmarks/bench_runtime.py [--calls N] [--repeat N] [--instances N]
                                           [--strategies a,b]
@@ -21,16 +24,18 @@ import asyncio
 import gc
 import platform
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import wasmtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import wasync
+from wasync._runtime import _fiber
 
 WAT = r"""
 (module
@@ -59,6 +64,9 @@ WAT = r"""
   (func (export "hold") (result i32) (call $wait (i32.const 0))))
 """
 STRATEGIES: tuple[wasync.Strategy, ...] = ("fiber", "asyncify", "thread")
+# Rows of the table: the strategies, and the fiber strategy with the Python
+# callback for async imports (what runs where the C one, _native.c, is not built).
+ROWS = ("fiber", "fiber-python-callback", "asyncify", "thread")
 
 
 def rss_bytes() -> int:
@@ -158,26 +166,54 @@ async def memory_per_instance(
     return (after - before) / count
 
 
+def memory_in_a_fresh_process(row: str, count: int) -> float:
+    """memory_per_instance for table row `row`, in a process of its own: in
+    this one, the memory freed by an earlier row would be reused (the
+    allocator keeps it) and flatter the later rows."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-only", row, "--instances", str(count)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+async def memory_only(row: str, count: int) -> None:
+    if row == "fiber-python-callback":
+        _fiber.NATIVE_CALLBACK = None
+    strategy = cast("wasync.Strategy", "fiber" if row.startswith("fiber") else row)
+    module = module_for(strategy)
+    await memory_per_instance(module, strategy, 10)  # warm up: compile, caches
+    print(await memory_per_instance(module, strategy, count))
+
+
 async def main_async(args: argparse.Namespace) -> None:
     n = args.calls
     await bare_loop(n)  # warm up the loop and the allocator before anything is timed
     # The floor is the best of several bare loops spread over the whole run: a
     # one-off slow measurement must not flatter the ratios.
-    strategies = []
+    names = []
     for name in args.strategies.split(","):
-        if name not in STRATEGIES:
-            raise SystemExit(f"unknown strategy {name!r}: choose from {', '.join(STRATEGIES)}")
-        strategies.append(name)
+        if name not in ROWS:
+            raise SystemExit(f"unknown strategy {name!r}: choose from {', '.join(ROWS)}")
+        names.append(name)
     rows = []
     floors = [await bare_loop(n) for _ in range(args.repeat)]
-    for strategy in strategies:
+    native = _fiber.NATIVE_CALLBACK
+    for name in names:
+        strategy = cast("wasync.Strategy", "fiber" if name.startswith("fiber") else name)
+        if name == "fiber" and native is None:
+            name = "fiber (Python callback: _native.c not built)"
+        _fiber.NATIVE_CALLBACK = None if name == "fiber-python-callback" else native
         module = module_for(strategy)
         d1 = min([await suspend_cost(module, strategy, n, 1) for _ in range(args.repeat)])
         d20 = min([await suspend_cost(module, strategy, n // 2, 20) for _ in range(args.repeat)])
         pl = min([await plain_cost(module, strategy, n) for _ in range(args.repeat)])
-        mem = await memory_per_instance(module, strategy, args.instances)
-        rows.append((strategy, d1, d20, pl, mem))
+        mem = memory_in_a_fresh_process(name, args.instances)
+        rows.append((name, d1, d20, pl, mem))
         floors += [await bare_loop(n) for _ in range(args.repeat)]
+    _fiber.NATIVE_CALLBACK = native
     floor = min(floors)
     wt_plain = min(wasmtime_py_plain_cost(n) for _ in range(args.repeat))
     print(f"python {platform.python_version()}, {n} calls per measurement, best of {args.repeat}\n")
@@ -201,8 +237,13 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--instances", type=int, default=1000)
-    ap.add_argument("--strategies", default=",".join(STRATEGIES))
-    asyncio.run(main_async(ap.parse_args()))
+    ap.add_argument("--strategies", default=",".join(ROWS))
+    ap.add_argument("--memory-only", metavar="ROW", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_only:
+        asyncio.run(memory_only(args.memory_only, args.instances))
+    else:
+        asyncio.run(main_async(args))
     return 0
 
 
