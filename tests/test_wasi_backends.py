@@ -29,7 +29,9 @@ from wasync._wasi._fs import NOW, File, FileSystem, FsError, OpenMode, resolve_p
 from wasync._wasi._hostfs import ERRNO_TO_WASI, HostDir, errno_from_oserror
 from wasync._wasi._memfs import MemoryFS, Symlink, Tree, TreeEntry, clean_parts
 
-BACKENDS = ["memory", "host", "host-inline", "memory-trio", "host-trio"]
+# "host": HostDir as it comes (offload=True: cached lookups on the loop, writes
+# behind); "host-workers": every call in a worker; "host-inline": offload=False.
+BACKENDS = ["memory", "host", "host-workers", "host-inline", "memory-trio", "host-trio"]
 
 R = OpenMode()
 W = OpenMode(read=False, write=True)
@@ -109,7 +111,12 @@ class Env:
         root = self.tmp / f"root{len(self.made)}"
         root.mkdir()
         write_tree(root, TREE if tree is None else tree)
-        fs = HostDir(root, readonly=readonly, offload=self.kind != "host-inline")
+        workers = self.kind == "host-workers"
+        fs = HostDir(
+            root, readonly=readonly, offload=self.kind != "host-inline", write_behind=not workers
+        )
+        if workers:
+            fs._cached = None
         self.made.append(fs)
         return fs
 
@@ -1321,7 +1328,8 @@ def test_fifo_open_does_not_block(tmp_path: Path) -> None:
 @pytest.mark.parametrize("library", ["asyncio", "trio"])
 def test_trio_and_custom_executor(tmp_path: Path, library: str) -> None:
     """Under trio as under asyncio, offloaded calls run on the shared worker
-    threads, or on the executor given."""
+    threads, or on the executor given. (Without the probe of cached lookups,
+    which would run the stat on the loop: see tests/test_wasi_cached.py.)"""
     (tmp_path / "f").write_bytes(b"trio")
     thread_names: list[str] = []
     orig = os.stat
@@ -1341,6 +1349,7 @@ def test_trio_and_custom_executor(tmp_path: Path, library: str) -> None:
 
     async def main() -> None:
         fs = HostDir(tmp_path)
+        fs._cached = None
         f = await fs.open("f", R)
         assert await f.read(10, 0) == b"trio"
         await f.close()
@@ -1357,6 +1366,7 @@ def test_trio_and_custom_executor(tmp_path: Path, library: str) -> None:
 
     with ThreadPoolExecutor(1, thread_name_prefix="custom") as pool:
         fs = HostDir(tmp_path, executor=pool)
+        fs._cached = None
 
         async def stat() -> None:
             assert (await fs.stat("f")).size == 4

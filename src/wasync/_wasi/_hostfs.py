@@ -17,9 +17,11 @@ The sandbox holds against races, not only against the paths it is given:
 System calls run in worker threads (``offload=True``, the default: 4 threads
 shared by every event loop, asyncio's or trio's, or the ``executor`` given) or
 inline on the event loop (``offload=False``: cheaper per call, but the loop
-blocks for each call; fine for local disks and benchmarks). Three
+blocks for each call; fine for local disks and benchmarks). Four
 exceptions keep ``offload=True`` from costing a thread round trip where nothing
-waits: a read of a regular file is first tried inline with ``RWF_NOWAIT``
+waits: read-only path operations (``stat``, ``readlink``, ``resolve``, opening
+for reading) run on the loop when the kernel has their lookups cached, on a
+local file system (Linux >= 5.12, see _cached); a read of a regular file is first tried inline with ``RWF_NOWAIT``
 (Linux >= 4.14), which the kernel serves from the page cache or refuses rather
 than wait for the disk (then the read goes to a thread); buffered writes
 likewise where the file system supports the flag for them (not ext4 or tmpfs);
@@ -53,6 +55,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from wasync._wasi import _aio
 from wasync._wasi._abi import Errno, Filetype
 from wasync._wasi._behind import LANE
+from wasync._wasi._cached import probe_for
 from wasync._wasi._fs import (
     MAX_SYMLINKS,
     NOW,
@@ -594,6 +597,9 @@ class HostDir(FileSystem):
             bits = os.fpathconf(root, "PC_FILESIZEBITS")
             if 0 < bits < 64:
                 self._runner.behind_end = min(_BEHIND_END, 1 << (bits - 1))
+        # Read-only path operations whose lookups the kernel has cached run on
+        # the loop, not in a worker (see _cached).
+        self._cached = probe_for(root) if offload else None
         self._finalizer = weakref.finalize(self, self._root.close)
 
     def __repr__(self) -> str:
@@ -618,8 +624,11 @@ class HostDir(FileSystem):
         if self.readonly:
             raise FsError(Errno.ROFS, "read-only file system")
 
-    async def _at(self, op: str, path: str, fn: Callable[[int, str], T]) -> T:
-        """``fn(parent_fd, name)`` for `path` in a worker (name "." for the root)."""
+    async def _at(
+        self, op: str, path: str, fn: Callable[[int, str], T], *, reads: bool = False
+    ) -> T:
+        """``fn(parent_fd, name)`` for `path` in a worker (name "." for the root);
+        on the loop if it only `reads` and the kernel has the lookup cached."""
         parts = clean_parts(path)
         guard = self._root
         if LANE.busy():  # writes behind land before any path operation
@@ -639,7 +648,24 @@ class HostDir(FileSystem):
             finally:
                 guard.release()
 
+        if reads and self._cached_now(join_path(parts)):
+            return call()
         return await self._runner(call)
+
+    def _cached_now(self, path: str) -> bool:
+        """Whether the lookup of `path` (below the root) needs only the kernel's
+        caches now: then a read-only operation on it runs on the loop."""
+        if self._cached is None:
+            return False
+        guard = self._root
+        try:
+            root = guard.acquire()
+        except FsError:
+            return False  # closed: the worker call reports it
+        try:
+            return self._cached.probe(root, path)
+        finally:
+            guard.release()
 
     async def _at2(self, op: str, old: str, new: str, fn: Callable[[int, str, int, str], T]) -> T:
         old_parts, new_parts = clean_parts(old), clean_parts(new)
@@ -677,7 +703,7 @@ class HostDir(FileSystem):
         def fn(d: int, name: str) -> FileStat:
             return _filestat(os.stat(name, dir_fd=d, follow_symlinks=False))
 
-        return await self._at("stat", path, fn)
+        return await self._at("stat", path, fn, reads=True)
 
     async def open(self, path: str, mode: OpenMode) -> File:
         if mode.create and mode.directory:
@@ -715,13 +741,14 @@ class HostDir(FileSystem):
                 os.close(fd)
                 raise
 
-        return await self._at("open", path, fn)
+        reads = not (mode.write or mode.create or mode.truncate)
+        return await self._at("open", path, fn, reads=reads)
 
     async def readlink(self, path: str) -> str:
         def fn(d: int, name: str) -> str:
             return os.readlink(name, dir_fd=d)
 
-        return await self._at("readlink", path, fn)
+        return await self._at("readlink", path, fn, reads=True)
 
     async def mkdir(self, path: str) -> None:
         self._check_writable()
@@ -816,7 +843,8 @@ class HostDir(FileSystem):
                     os.close(fd)
                 guard.release()
 
-        result = await self._runner(call)
+        whole = join_path([*floor, path]) if floor else path
+        result = call() if self._cached_now(whole) else await self._runner(call)
         if result is None:
             return await resolve_path(self, base, path, follow=follow)
         return result
