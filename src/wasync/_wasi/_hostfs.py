@@ -21,9 +21,10 @@ blocks for each call; fine for local disks and benchmarks). Four
 exceptions keep ``offload=True`` from costing a thread round trip where nothing
 waits: read-only path operations (``stat``, ``readlink``, ``resolve``, opening
 for reading) run on the loop when the kernel has their lookups cached, on a
-local file system (Linux >= 5.12, see _cached); a read of a regular file is first tried inline with ``RWF_NOWAIT``
-(Linux >= 4.14), which the kernel serves from the page cache or refuses rather
-than wait for the disk (then the read goes to a thread); buffered writes
+local file system (Linux >= 5.12, see _cached); a read of a regular file is
+first tried inline with ``RWF_NOWAIT`` (Linux >= 4.14), which the kernel serves
+from the page cache or refuses rather than wait for the disk (then the read
+goes to a thread); buffered writes
 likewise where the file system supports the flag for them (not ext4 or tmpfs);
 and other writes to regular files go behind (``write_behind=True``, the
 default; see _behind): the write returns once its data is copied, and a
