@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import sys
 from typing import Any
@@ -82,12 +83,9 @@ class CachedLookup:
         return ctypes.get_errno() == errno.ENOENT  # a cached negative entry
 
 
-def probe_for(root_fd: int) -> CachedLookup | None:
-    """A CachedLookup for a directory on a local file system, or None where
-    the kernel cannot tell (not Linux, no openat2 or RESOLVE_CACHED, another
-    kind of file system)."""
-    if not sys.platform.startswith("linux") or not _O_PATH:
-        return None
+@functools.cache
+def _libc() -> tuple[Any, Any] | None:
+    """(syscall, fstatfs) from the C library, prototypes set; None if missing."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         syscall = libc.syscall
@@ -102,6 +100,21 @@ def probe_for(root_fd: int) -> CachedLookup | None:
         ctypes.c_void_p,
         ctypes.c_size_t,
     )
+    fstatfs.restype = ctypes.c_int
+    fstatfs.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    return syscall, fstatfs
+
+
+def probe_for(root_fd: int) -> CachedLookup | None:
+    """A CachedLookup for a directory on a local file system, or None where
+    the kernel cannot tell (not Linux, no openat2 or RESOLVE_CACHED, another
+    kind of file system)."""
+    if not sys.platform.startswith("linux") or not _O_PATH:
+        return None
+    functions = _libc()
+    if functions is None:
+        return None
+    syscall, fstatfs = functions
     buf = ctypes.create_string_buffer(512)  # struct statfs: f_type comes first
     if fstatfs(root_fd, buf) != 0:
         return None
