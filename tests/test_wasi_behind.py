@@ -292,3 +292,28 @@ def test_writes_near_the_size_limit_are_made_before_they_return(tmp_path: Path, 
 
     asyncio.run(main())
     assert (tmp_path / "f").read_bytes() == bytes(4) + b"56789"
+
+
+def test_a_write_that_cannot_be_queued_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No worker to start (interpreter shutdown): the write raises, and neither
+    the queue nor the descriptor keeps anything of it."""
+
+    def no_worker(fn: Callable[[], object]) -> None:
+        raise RuntimeError("cannot run file system calls after interpreter shutdown")
+
+    async def main() -> None:
+        fs = HostDir(tmp_path)
+        f = await fs.open("f", CREATE)
+        assert isinstance(f, _hostfs.HostFile)
+        monkeypatch.setattr(_hostfs._WORKERS, "spawn", no_worker)
+        with pytest.raises(RuntimeError, match="shutdown"):
+            f._write_now([memoryview(b"x")], 0, off_loop=False)
+        assert not _behind.LANE.busy()
+        assert f._fd._users == 0
+        await f.close()
+        assert f._fd.closed
+
+    asyncio.run(main())
+    assert (tmp_path / "f").read_bytes() == b""

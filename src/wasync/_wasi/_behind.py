@@ -110,7 +110,8 @@ class Lane:
         with self._lock:
             if self._bytes and self._bytes + size > self.limit:
                 return False
-            self._queue.append((file, key, write, size))
+            entry = (file, key, write, size)
+            self._queue.append(entry)
             self._bytes += size
             self._keys[key] = self._keys.get(key, 0) + 1
             start = not self._running
@@ -118,11 +119,22 @@ class Lane:
         if start:
             try:
                 spawn(self._run)
-            except BaseException:
+            except BaseException:  # no worker (interpreter shutdown): not queued
                 with self._lock:
                     self._running = False
+                    self._queue.remove(entry)
+                    self._bytes -= size
+                    self._forget(key)
                 raise
         return True
+
+    def _forget(self, key: object) -> None:
+        """One write less queued for `key` (the lock is held)."""
+        left = self._keys[key] - 1
+        if left:
+            self._keys[key] = left
+        else:
+            del self._keys[key]
 
     async def settle(self, key: object | None = None, *, room: int = 0) -> None:
         """Wait until no write is queued for `key` (None: none at all), or, with
@@ -165,11 +177,7 @@ class Lane:
             with self._lock:
                 self._queue.popleft()
                 self._bytes -= size
-                left = self._keys[key] - 1
-                if left:
-                    self._keys[key] = left
-                else:
-                    del self._keys[key]
+                self._forget(key)
                 if error is not None and file.behind_error is None:
                     file.behind_error = error
                 self._wake()

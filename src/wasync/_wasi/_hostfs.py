@@ -1043,8 +1043,12 @@ class HostFile(File):
             finally:
                 guard.release()
 
-        if LANE.submit(self, self._key, write, len(data), self._runner.spawn):
-            return True
+        try:
+            if LANE.submit(self, self._key, write, len(data), self._runner.spawn):
+                return True
+        except BaseException:
+            guard.release()
+            raise
         guard.release()
         return False
 
