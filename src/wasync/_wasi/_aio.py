@@ -39,6 +39,7 @@ __all__ = [
     "TrioWaiter",
     "current",
     "run_in_thread",
+    "settle_future",
     "trio_run_in_executor",
     "trio_wait",
 ]
@@ -337,6 +338,20 @@ async def trio_wait(waiter: TrioWaiter, on_abandon: Callable[[], object] | None 
         return value
     assert isinstance(value, BaseException)
     raise value
+
+
+def settle_future(fut: asyncio.Future[Any], result: tuple[bool, object]) -> None:
+    """Hand `result` ``(ok, value or exception)`` over to an asyncio future: the
+    asyncio twin of :meth:`TrioWaiter.settle`, posted with the loop's
+    ``call_soon_threadsafe``; a future cancelled meanwhile is left alone."""
+    if fut.done():
+        return
+    ok, value = result
+    if ok:
+        fut.set_result(value)
+    else:
+        assert isinstance(value, BaseException)
+        fut.set_exception(value)
 
 
 async def trio_run_in_executor(executor: Any, fn: Callable[[], T]) -> T:

@@ -207,12 +207,7 @@ def _waiter() -> tuple[Callable[..., object], Callable[..., None], Any, Callable
         post = trio.lowlevel.current_trio_token().run_sync_soon
         return post, _aio.TrioWaiter.settle, waiter, lambda: _aio.trio_wait(waiter)
     fut: asyncio.Future[Any] = loop.create_future()
-    return loop.call_soon_threadsafe, _settle, fut, lambda: fut
-
-
-def _settle(fut: asyncio.Future[Any], result: tuple[bool, object]) -> None:
-    if not fut.done():  # cancelled meanwhile
-        fut.set_result(None)
+    return loop.call_soon_threadsafe, _aio.settle_future, fut, lambda: fut
 
 
 #: The process's one lane.

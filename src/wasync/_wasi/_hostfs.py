@@ -381,7 +381,7 @@ class _FdGuard:
 
 # A job for the workers: ``post(settle, target, (ok, value))`` hands the outcome
 # of `call` over, thread-safely, to the loop that waits for it (asyncio: the
-# loop's call_soon_threadsafe, _settle and a future; trio: the trio token's
+# loop's call_soon_threadsafe, _aio.settle_future and a future; trio: the trio token's
 # run_sync_soon, TrioWaiter.settle and a waiter).
 _Post: TypeAlias = "Callable[..., object]"
 _Settle: TypeAlias = "Callable[[Any, tuple[bool, object]], None]"
@@ -425,7 +425,7 @@ class _Workers:
         if loop is None:
             loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((loop.call_soon_threadsafe, _settle, fut, fn))
+        self._jobs.put((loop.call_soon_threadsafe, _aio.settle_future, fut, fn))
         return fut
 
     def spawn(self, fn: Callable[[], object]) -> None:
@@ -491,17 +491,6 @@ class _Workers:
         self._lock = threading.Lock()
         self._jobs = queue.SimpleQueue()
         self._started = False
-
-
-def _settle(fut: asyncio.Future[Any], result: tuple[bool, object]) -> None:
-    if fut.done():  # cancelled meanwhile
-        return
-    ok, value = result
-    if ok:
-        fut.set_result(value)
-    else:
-        assert isinstance(value, BaseException)
-        fut.set_exception(value)
 
 
 _WORKERS = _Workers(4)
